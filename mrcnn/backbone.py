@@ -1,0 +1,91 @@
+"""ResNet-50/101 backbone and the feature pyramid (FPN), with the reference's layer names.
+
+``resnet`` returns C2..C5 (strides 4, 8, 16, 32); ``feature_pyramid`` turns them into
+P2..P6 (P6 is P5 subsampled by 2, used only by the RPN). The stride-2 of each
+stage sits in the first 1x1 convolution, as in the original Caffe ResNet.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
+
+
+def _bn(name):
+    return layers.BatchNormalization(epsilon=1e-3, name=name)
+
+
+def _bottleneck(x, filters, stage, block, strides=None):
+    """One bottleneck block; a projection shortcut when ``strides`` is given."""
+    f1, f2, f3 = filters
+    conv = f"res{stage}{block}_branch"
+    bn = f"bn{stage}{block}_branch"
+    shortcut = x
+    y = layers.Conv2D(f1, 1, strides=strides or 1, name=conv + "2a")(x)
+    y = _bn(bn + "2a")(y)
+    y = layers.Activation("relu")(y)
+    y = layers.Conv2D(f2, 3, padding="same", name=conv + "2b")(y)
+    y = _bn(bn + "2b")(y)
+    y = layers.Activation("relu")(y)
+    y = layers.Conv2D(f3, 1, name=conv + "2c")(y)
+    y = _bn(bn + "2c")(y)
+    if strides is not None:
+        shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1")(x)
+        shortcut = _bn(bn + "1")(shortcut)
+    y = layers.Add()([y, shortcut])
+    return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def resnet(input_image, architecture="resnet101"):
+    """(B, H, W, 3) -> [C2, C3, C4, C5]; H and W must be multiples of 64."""
+    if architecture not in RESNET_STAGE4_BLOCKS:
+        raise ValueError(f"BACKBONE must be one of {sorted(RESNET_STAGE4_BLOCKS)}, "
+                         f"not {architecture!r}.")
+    x = layers.ZeroPadding2D((3, 3))(input_image)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1")(x)
+    x = _bn("bn_conv1")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+
+    x = _bottleneck(x, [64, 64, 256], 2, "a", strides=1)
+    x = _bottleneck(x, [64, 64, 256], 2, "b")
+    c2 = x = _bottleneck(x, [64, 64, 256], 2, "c")
+    x = _bottleneck(x, [128, 128, 512], 3, "a", strides=2)
+    for block in "bcd":
+        x = _bottleneck(x, [128, 128, 512], 3, block)
+    c3 = x
+    x = _bottleneck(x, [256, 256, 1024], 4, "a", strides=2)
+    for i in range(RESNET_STAGE4_BLOCKS[architecture]):
+        x = _bottleneck(x, [256, 256, 1024], 4, chr(98 + i))
+    c4 = x
+    x = _bottleneck(x, [512, 512, 2048], 5, "a", strides=2)
+    x = _bottleneck(x, [512, 512, 2048], 5, "b")
+    c5 = _bottleneck(x, [512, 512, 2048], 5, "c")
+    return [c2, c3, c4, c5]
+
+
+def feature_pyramid(c2, c3, c4, c5, size=256):
+    """C2..C5 -> [P2, P3, P4, P5, P6], each with ``size`` channels."""
+    p5 = layers.Conv2D(size, 1, name="fpn_c5p5")(c5)
+    p4 = layers.Add(name="fpn_p4add")([
+        layers.UpSampling2D(2, name="fpn_p5upsampled")(p5),
+        layers.Conv2D(size, 1, name="fpn_c4p4")(c4)])
+    p3 = layers.Add(name="fpn_p3add")([
+        layers.UpSampling2D(2, name="fpn_p4upsampled")(p4),
+        layers.Conv2D(size, 1, name="fpn_c3p3")(c3)])
+    p2 = layers.Add(name="fpn_p2add")([
+        layers.UpSampling2D(2, name="fpn_p3upsampled")(p3),
+        layers.Conv2D(size, 1, name="fpn_c2p2")(c2)])
+    p2 = layers.Conv2D(size, 3, padding="same", name="fpn_p2")(p2)
+    p3 = layers.Conv2D(size, 3, padding="same", name="fpn_p3")(p3)
+    p4 = layers.Conv2D(size, 3, padding="same", name="fpn_p4")(p4)
+    p5 = layers.Conv2D(size, 3, padding="same", name="fpn_p5")(p5)
+    p6 = layers.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
+    return [p2, p3, p4, p5, p6]
+
+
+def resnet_classifier_backbone(architecture="resnet101", input_shape=(None, None, 3)):
+    """The bare ResNet (C2..C5 outputs) as a Keras model; used by the benchmark."""
+    image = keras.Input(shape=input_shape, name="input_image")
+    return keras.Model(image, resnet(image, architecture), name=f"{architecture}_backbone")

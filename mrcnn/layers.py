@@ -1,0 +1,223 @@
+"""Mask R-CNN's custom Keras layers: proposals, pyramid RoI-align, detections.
+
+Each layer is a ``keras.layers.Layer`` with ``get_config``; the computation follows
+matterport's graph functions operation by operation (same TensorFlow kernels:
+``top_k``, ``non_max_suppression``, ``crop_and_resize``) so results match.
+
+Image meta layout (float32, per image): [image_id, original h, w, c, molded h, w, c,
+window y1, x1, y2, x2, scale, active class ids...].
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn.box_ops import apply_box_deltas, clip_boxes, norm_window, roi_pyramid_level
+
+
+def meta_image_shape(image_meta):
+    """Molded image (h, w, c) of each image: (B, 3)."""
+    return image_meta[:, 4:7]
+
+
+def meta_window(image_meta):
+    """Window of the real image inside the molded frame, pixels: (B, 4)."""
+    return image_meta[:, 7:11]
+
+
+class RoiDistributed(keras.layers.Wrapper):
+    """Apply a layer to every RoI: (B, N, ...) -> (B*N, ...) -> layer -> (B, N, ...).
+
+    Plays the role of Keras' ``TimeDistributed`` in the reference (the weights are
+    named after this wrapper), computed as one batched call instead of a loop.
+    """
+
+    def build(self, input_shape):
+        self.layer.build((None,) + tuple(input_shape[2:]))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        shape = tf.shape(inputs)
+        flat = tf.reshape(inputs, tf.concat([[-1], shape[2:]], axis=0))
+        outputs = self.layer(flat, training=training)
+        out_shape = tf.shape(outputs)
+        return tf.reshape(outputs, tf.concat([shape[:2], out_shape[1:]], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
+        return tuple(input_shape[:2]) + tuple(inner[1:])
+
+
+class ProposalLayer(keras.layers.Layer):
+    """RPN scores and deltas + anchors -> (B, proposal_count, 4) normalised proposals.
+
+    Top ``pre_nms_limit`` anchors by foreground probability (``top_k``: lower index
+    first among equals), deltas scaled by ``rpn_bbox_std_dev`` and applied, clipped
+    to [0, 1], NMS at ``nms_threshold``, zero-padded to ``proposal_count``.
+    """
+
+    def __init__(self, proposal_count, nms_threshold, pre_nms_limit, rpn_bbox_std_dev,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.proposal_count = int(proposal_count)
+        self.nms_threshold = float(nms_threshold)
+        self.pre_nms_limit = int(pre_nms_limit)
+        self.rpn_bbox_std_dev = [float(v) for v in rpn_bbox_std_dev]
+
+    def get_config(self):
+        return {**super().get_config(), "proposal_count": self.proposal_count,
+                "nms_threshold": self.nms_threshold, "pre_nms_limit": self.pre_nms_limit,
+                "rpn_bbox_std_dev": self.rpn_bbox_std_dev}
+
+    def call(self, rpn_probs, rpn_bbox, anchors):
+        # rpn_probs (B, A, 2), rpn_bbox (B, A, 4), anchors (B, A, 4)
+        scores = rpn_probs[:, :, 1]
+        deltas = rpn_bbox * tf.reshape(tf.constant(self.rpn_bbox_std_dev, tf.float32), [1, 1, 4])
+        limit = tf.minimum(self.pre_nms_limit, tf.shape(anchors)[1])
+        top = tf.math.top_k(scores, limit, sorted=True, name="top_anchors").indices
+        scores = tf.gather(scores, top, batch_dims=1)          # (B, K)
+        deltas = tf.gather(deltas, top, batch_dims=1)          # (B, K, 4)
+        anchors = tf.gather(anchors, top, batch_dims=1)        # (B, K, 4)
+        boxes = apply_box_deltas(anchors, deltas)
+        boxes = clip_boxes(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
+
+        def nms(args):
+            image_boxes, image_scores = args
+            keep = tf.image.non_max_suppression(
+                image_boxes, image_scores, self.proposal_count, self.nms_threshold,
+                name="rpn_non_max_suppression")
+            proposals = tf.gather(image_boxes, keep)
+            padding = tf.maximum(self.proposal_count - tf.shape(proposals)[0], 0)
+            return tf.pad(proposals, [(0, padding), (0, 0)])
+
+        proposals = tf.map_fn(nms, (boxes, scores),
+                              fn_output_signature=tf.TensorSpec([self.proposal_count, 4], tf.float32))
+        return proposals
+
+    def compute_output_shape(self, rpn_probs_shape, rpn_bbox_shape, anchors_shape):
+        return (rpn_probs_shape[0], self.proposal_count, 4)
+
+
+class PyramidROIAlign(keras.layers.Layer):
+    """Crop-and-resize each box from the pyramid level its size selects.
+
+    Inputs: boxes (B, N, 4) normalised, image_meta (B, META), feature maps P2..P5.
+    Output: (B, N, pool_h, pool_w, channels), in the boxes' order.
+    """
+
+    def __init__(self, pool_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_shape = tuple(int(v) for v in pool_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_shape": list(self.pool_shape)}
+
+    def call(self, boxes, image_meta, feature_maps):
+        image_shape = meta_image_shape(image_meta)[0]
+        image_area = tf.cast(image_shape[0] * image_shape[1], tf.float32)
+        levels = roi_pyramid_level(boxes, image_area)            # (B, N)
+        pooled, positions = [], []
+        for i, level in enumerate(range(2, 6)):
+            ix = tf.where(tf.equal(levels, level))               # (n_level, 2): batch, box
+            level_boxes = tf.gather_nd(boxes, ix)
+            pooled.append(tf.image.crop_and_resize(
+                feature_maps[i], level_boxes, tf.cast(ix[:, 0], tf.int32),
+                self.pool_shape, method="bilinear"))
+            positions.append(ix)
+        pooled = tf.concat(pooled, axis=0)
+        positions = tf.concat(positions, axis=0)
+        out_shape = tf.concat([tf.shape(boxes, out_type=tf.int64)[:2],
+                               tf.shape(pooled, out_type=tf.int64)[1:]], axis=0)
+        return tf.scatter_nd(positions, pooled, out_shape)
+
+    def compute_output_shape(self, boxes_shape, image_meta_shape, feature_maps_shape):
+        return tuple(boxes_shape[:2]) + self.pool_shape + (feature_maps_shape[0][-1],)
+
+
+def refine_detections(rois, probs, deltas, window, config):
+    """One image's classified RoIs -> (DETECTION_MAX_INSTANCES, 6) detections.
+
+    rois (N, 4), probs (N, classes), deltas (N, classes, 4), window (4,) normalised.
+    Rows are [y1, x1, y2, x2, class_id, score], zero-padded.
+    """
+    class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
+    indices = tf.stack([tf.range(tf.shape(probs)[0]), class_ids], axis=1)
+    class_scores = tf.gather_nd(probs, indices)
+    deltas_specific = tf.gather_nd(deltas, indices)
+    refined = apply_box_deltas(rois, deltas_specific * tf.constant(
+        np.asarray(config.BBOX_STD_DEV), tf.float32))
+    refined = clip_boxes(refined, window)
+
+    keep = tf.where(class_ids > 0)[:, 0]
+    if config.DETECTION_MIN_CONFIDENCE:
+        confident = tf.where(class_scores >= config.DETECTION_MIN_CONFIDENCE)[:, 0]
+        keep = tf.sets.intersection(keep[None], confident[None])
+        keep = tf.sparse.to_dense(keep)[0]
+
+    pre_class_ids = tf.gather(class_ids, keep)
+    pre_scores = tf.gather(class_scores, keep)
+    pre_rois = tf.gather(refined, keep)
+    unique_class_ids = tf.unique(pre_class_ids)[0]
+    max_instances = config.DETECTION_MAX_INSTANCES
+
+    def class_nms(class_id):
+        ixs = tf.where(tf.equal(pre_class_ids, class_id))[:, 0]
+        class_keep = tf.image.non_max_suppression(
+            tf.gather(pre_rois, ixs), tf.gather(pre_scores, ixs),
+            max_output_size=max_instances, iou_threshold=config.DETECTION_NMS_THRESHOLD)
+        class_keep = tf.gather(keep, tf.gather(ixs, class_keep))
+        gap = max_instances - tf.shape(class_keep)[0]
+        return tf.pad(class_keep, [(0, gap)], constant_values=-1)
+
+    nms_keep = tf.map_fn(class_nms, unique_class_ids,
+                         fn_output_signature=tf.TensorSpec([max_instances], tf.int64))
+    nms_keep = tf.reshape(nms_keep, [-1])
+    nms_keep = tf.gather(nms_keep, tf.where(nms_keep > -1)[:, 0])
+    keep = tf.sets.intersection(keep[None], nms_keep[None])
+    keep = tf.sparse.to_dense(keep)[0]
+
+    kept_scores = tf.gather(class_scores, keep)
+    count = tf.minimum(tf.shape(kept_scores)[0], max_instances)
+    top = tf.math.top_k(kept_scores, k=count, sorted=True).indices
+    keep = tf.gather(keep, top)
+    detections = tf.concat([
+        tf.gather(refined, keep),
+        tf.cast(tf.gather(class_ids, keep), tf.float32)[:, None],
+        tf.gather(class_scores, keep)[:, None]], axis=1)
+    gap = max_instances - tf.shape(detections)[0]
+    return tf.pad(detections, [(0, gap), (0, 0)])
+
+
+class DetectionLayer(keras.layers.Layer):
+    """Classified RoIs -> (B, DETECTION_MAX_INSTANCES, 6) normalised detections."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+
+    def get_config(self):
+        cfg = self.config
+        return {**super().get_config(), "config": {
+            "BBOX_STD_DEV": [float(v) for v in cfg.BBOX_STD_DEV],
+            "DETECTION_MIN_CONFIDENCE": cfg.DETECTION_MIN_CONFIDENCE,
+            "DETECTION_MAX_INSTANCES": cfg.DETECTION_MAX_INSTANCES,
+            "DETECTION_NMS_THRESHOLD": cfg.DETECTION_NMS_THRESHOLD}}
+
+    @classmethod
+    def from_config(cls, config):
+        from types import SimpleNamespace
+        config = dict(config)
+        return cls(SimpleNamespace(**config.pop("config")), **config)
+
+    def call(self, rois, probs, deltas, image_meta):
+        image_shape = meta_image_shape(image_meta)[0]
+        window = norm_window(meta_window(image_meta), image_shape[:2])
+        max_instances = self.config.DETECTION_MAX_INSTANCES
+        return tf.map_fn(
+            lambda args: refine_detections(*args, self.config),
+            (rois, probs, deltas, window),
+            fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32))
+
+    def compute_output_shape(self, rois_shape, probs_shape, deltas_shape, image_meta_shape):
+        return (rois_shape[0], self.config.DETECTION_MAX_INSTANCES, 6)

@@ -1,0 +1,236 @@
+"""The Mask R-CNN inference model: build, load weights, detect.
+
+Two Keras graphs share one set of layers:
+
+- ``keras_model`` is the reference's inference graph (image, image_meta, anchors ->
+  detections, class probabilities, box deltas, masks for all DETECTION_MAX_INSTANCES
+  slots, proposals, RPN outputs). It is what the weights file describes.
+- ``detect()`` runs it in two compiled steps: everything up to the detections, then
+  the mask head on only the detections that exist (outputs are identical: each RoI's
+  mask depends on that RoI alone).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mrcnn.anchors import get_anchors
+from mrcnn.config import CocoConfig, Config
+from mrcnn.molding import mold, unmold_detections
+
+import tensorflow as tf  # noqa: E402  (after numpy-only imports on purpose)
+import keras  # noqa: E402
+
+from mrcnn.backbone import feature_pyramid, resnet  # noqa: E402
+from mrcnn.heads import Heads, build_rpn_model  # noqa: E402
+from mrcnn.layers import DetectionLayer, ProposalLayer  # noqa: E402
+
+
+def configure_devices() -> str:
+    """Enable GPU memory growth and describe the device inference runs on."""
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised: growth was set (or not) earlier in this process
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU ({details.get('device_name', gpus[0].name)})"
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each step of the last ``detect()`` call."""
+    mold: float = 0.0
+    network: float = 0.0
+    masks: float = 0.0
+    unmold: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"mold": self.mold, "network": self.network, "masks": self.masks,
+                "unmold": self.unmold}
+
+
+def to_rgb(image) -> np.ndarray:
+    """Accept HxW grayscale, HxWx1, HxWx3 or HxWx4 (alpha dropped), as uint8 RGB."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}.")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.dtype != np.uint8:
+        if image.dtype == np.uint16:
+            image = (image.astype(np.float64) / 257.0).round()
+        elif np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0:
+            image = image * 255.0
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+class MaskRCNN:
+    """Mask R-CNN in inference mode.
+
+    >>> model = MaskRCNN(CocoConfig())
+    >>> model.load_weights("weights/mask_rcnn_coco.h5")
+    >>> results = model.detect([image])
+    """
+
+    def __init__(self, config: Config | None = None):
+        self.config = config or CocoConfig()
+        self.device = configure_devices()
+        self.last_timings = Timings()
+        self._build()
+
+    # ------------------------------------------------------------------ graph
+    def _build(self):
+        cfg = self.config
+        channels = cfg.IMAGE_SHAPE[2]
+        image = keras.Input(shape=(None, None, channels), name="input_image")
+        image_meta = keras.Input(shape=(cfg.IMAGE_META_SIZE,), name="input_image_meta")
+        anchors = keras.Input(shape=(None, 4), name="input_anchors")
+
+        c2, c3, c4, c5 = resnet(image, cfg.BACKBONE)
+        p2, p3, p4, p5, p6 = feature_pyramid(c2, c3, c4, c5, cfg.TOP_DOWN_PYRAMID_SIZE)
+        rpn_maps = [p2, p3, p4, p5, p6]
+        mrcnn_maps = [p2, p3, p4, p5]
+
+        rpn = build_rpn_model(len(cfg.RPN_ANCHOR_RATIOS), cfg.RPN_ANCHOR_STRIDE,
+                              cfg.TOP_DOWN_PYRAMID_SIZE)
+        level_outputs = [rpn(p) for p in rpn_maps]
+        rpn_logits, rpn_probs, rpn_deltas = (
+            keras.layers.Concatenate(axis=1, name=name)([out[i] for out in level_outputs])
+            for i, name in enumerate(["rpn_class_logits", "rpn_class", "rpn_bbox"]))
+
+        proposals = ProposalLayer(
+            proposal_count=cfg.POST_NMS_ROIS_INFERENCE, nms_threshold=cfg.RPN_NMS_THRESHOLD,
+            pre_nms_limit=cfg.PRE_NMS_LIMIT, rpn_bbox_std_dev=cfg.RPN_BBOX_STD_DEV,
+            name="ROI")(rpn_probs, rpn_deltas, anchors)
+
+        self.heads = heads = Heads(cfg)
+        _, class_probs, class_deltas = heads.classifier(proposals, image_meta, mrcnn_maps)
+        detections = DetectionLayer(cfg, name="mrcnn_detection")(
+            proposals, class_probs, class_deltas, image_meta)
+        detection_boxes = keras.layers.Lambda(lambda d: d[..., :4], name="detection_boxes")(detections)
+        masks = heads.mask(detection_boxes, image_meta, mrcnn_maps)
+
+        inputs = [image, image_meta, anchors]
+        self.keras_model = keras.Model(
+            inputs, [detections, class_probs, class_deltas, masks, proposals, rpn_probs, rpn_deltas],
+            name="mask_rcnn")
+        self.feature_maps = {"C2": c2, "C3": c3, "C4": c4, "C5": c5,
+                             "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6}
+        self._detections_model = keras.Model(inputs, [detections] + mrcnn_maps,
+                                             name="mask_rcnn_detections")
+
+        boxes_in = keras.Input(shape=(None, 4), name="input_detection_boxes")
+        maps_in = [keras.Input(shape=(None, None, cfg.TOP_DOWN_PYRAMID_SIZE), name=f"input_p{i}")
+                   for i in range(2, 6)]
+        self._mask_model = keras.Model([boxes_in, image_meta] + maps_in,
+                                       heads.mask(boxes_in, image_meta, maps_in),
+                                       name="mask_rcnn_masks")
+
+        spec_image = tf.TensorSpec([None, None, None, channels], tf.float32)
+        spec_meta = tf.TensorSpec([None, cfg.IMAGE_META_SIZE], tf.float32)
+        spec_boxes = tf.TensorSpec([None, None, 4], tf.float32)
+        spec_map = tf.TensorSpec([None, None, None, cfg.TOP_DOWN_PYRAMID_SIZE], tf.float32)
+
+        @tf.function(input_signature=[spec_image, spec_meta, spec_boxes])
+        def detections_step(images, metas, anchors):
+            return self._detections_model([images, metas, anchors], training=False)
+
+        @tf.function(input_signature=[spec_boxes, spec_meta, tf.TensorSpec([None, None], tf.int32)]
+                     + [spec_map] * 4)
+        def masks_step(boxes, metas, class_ids, p2, p3, p4, p5):
+            masks = self._mask_model([boxes, metas, p2, p3, p4, p5], training=False)
+            # (B, N, h, w, C) -> the channel of each detection's own class: (B, N, h, w)
+            masks = tf.transpose(masks, [0, 1, 4, 2, 3])
+            return tf.gather(masks, class_ids, axis=2, batch_dims=2)
+
+        self._detections_step = detections_step
+        self._masks_step = masks_step
+
+    # ---------------------------------------------------------------- weights
+    def load_weights(self, path, exclude=()):
+        """Load a Keras 2 HDF5 weights file by layer name; see ``mrcnn.loader``."""
+        from mrcnn.loader import load_h5_weights
+        load_h5_weights(self.keras_model, path, exclude=exclude)
+        return self
+
+    # ----------------------------------------------------------------- detect
+    def mold_inputs(self, images):
+        """Images -> (molded float32 batch, metas float32, list of MoldedImage)."""
+        molded = [mold(to_rgb(image), self.config) for image in images]
+        shapes = {m.image.shape for m in molded}
+        if len(shapes) > 1:
+            raise ValueError("Images in one detect() call must mold to the same shape; "
+                             "with IMAGE_RESIZE_MODE='square' they always do.")
+        batch = np.stack([m.image for m in molded]).astype(np.float32)
+        metas = np.stack([m.meta for m in molded]).astype(np.float32)
+        return batch, metas, molded
+
+    def detect(self, images, verbose=0):
+        """Detect objects in a list of RGB images (any size).
+
+        Returns one dict per image with ``rois`` (N, 4) int32 [y1, x1, y2, x2] in the
+        image's pixels, ``class_ids`` (N,) int32, ``scores`` (N,) float32 and ``masks``
+        (H, W, N) bool, ordered by score, exactly like matterport's ``detect()``.
+        """
+        if len(images) == 0:
+            return []
+        t0 = time.perf_counter()
+        batch, metas, molded = self.mold_inputs(images)
+        anchors = get_anchors(self.config, batch.shape[1:3])
+        anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
+        t1 = time.perf_counter()
+        detections, p2, p3, p4, p5 = self._detections_step(
+            tf.constant(batch), tf.constant(metas), tf.constant(anchors))
+        detections = detections.numpy()
+        t2 = time.perf_counter()
+        count = int((detections[:, :, 4] > 0).sum(axis=1).max())
+        if count:
+            masks = self._masks_step(
+                tf.constant(detections[:, :count, :4]), tf.constant(metas),
+                tf.constant(detections[:, :count, 4].astype(np.int32)), p2, p3, p4, p5).numpy()
+        else:
+            mask_shape = tuple(self.config.MASK_SHAPE)
+            masks = np.zeros((len(images), 0) + mask_shape, np.float32)
+        t3 = time.perf_counter()
+        results = []
+        for i, m in enumerate(molded):
+            rois, class_ids, scores, full_masks = unmold_detections(
+                detections[i], masks[i], m.original_shape, m.image.shape, m.window)
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
+                            "masks": full_masks})
+        t4 = time.perf_counter()
+        self.last_timings = Timings(mold=t1 - t0, network=t2 - t1, masks=t3 - t2, unmold=t4 - t3)
+        return results
+
+    def trace_count(self) -> int:
+        """How many graphs the compiled steps hold (stays 2 however many calls)."""
+        return (self._detections_step.experimental_get_tracing_count()
+                + self._masks_step.experimental_get_tracing_count())
+
+
+def load_model(weights_path=None, config=None, exclude=()) -> MaskRCNN:
+    """Build Mask R-CNN for ``config`` (COCO by default) and load ``weights_path``.
+
+    ``weights_path`` defaults to ``mrcnn.weights.default_weights_path()``
+    ($MRCNN_WEIGHTS or weights/mask_rcnn_coco.h5). The file is checked before
+    anything is built, so a missing or truncated file fails fast with advice.
+    """
+    from mrcnn.weights import check_weights_file, default_weights_path
+    path = weights_path or default_weights_path()
+    check_weights_file(path)
+    model = MaskRCNN(config or CocoConfig())
+    model.load_weights(path, exclude=exclude)
+    return model

@@ -1,0 +1,150 @@
+"""Image molding (network input) and unmolding (detections back to image pixels).
+
+numpy and scikit-image only, matching matterport's ``resize_image``,
+``mold_image``, ``compose_image_meta``, ``unmold_mask`` and
+``unmold_detections`` bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import skimage.transform
+
+from mrcnn.anchors import denorm_boxes, norm_boxes
+
+
+def sk_resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
+              preserve_range=False):
+    """scikit-image resize with the reference's fixed arguments (no anti-aliasing)."""
+    return skimage.transform.resize(
+        image, output_shape, order=order, mode=mode, cval=cval, clip=clip,
+        preserve_range=preserve_range, anti_aliasing=False, anti_aliasing_sigma=None)
+
+
+def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square"):
+    """Resize and pad as the reference does.
+
+    Returns (image uint8, window (y1, x1, y2, x2) of the image inside the padded
+    frame, scale, padding). Modes: "none", "square" (pad to max_dim x max_dim) and
+    "pad64" (pad each side up to a multiple of 64). "crop" is a training-time
+    augmentation and is not supported for inference.
+    """
+    image_dtype = image.dtype
+    h, w = image.shape[:2]
+    window = (0, 0, h, w)
+    scale = 1
+    padding = [(0, 0), (0, 0), (0, 0)]
+    if mode == "none":
+        return image, window, scale, padding
+    if mode not in ("square", "pad64"):
+        raise ValueError(f"IMAGE_RESIZE_MODE {mode!r} is not supported for inference; "
+                         "use 'square', 'pad64' or 'none'.")
+    if min_dim:
+        scale = max(1, min_dim / min(h, w))
+    if min_scale and scale < min_scale:
+        scale = min_scale
+    if max_dim and mode == "square":
+        image_max = max(h, w)
+        if round(image_max * scale) > max_dim:
+            scale = max_dim / image_max
+    if scale != 1:
+        image = sk_resize(image, (round(h * scale), round(w * scale)), preserve_range=True)
+    h, w = image.shape[:2]
+    if mode == "square":
+        top_pad = (max_dim - h) // 2
+        bottom_pad = max_dim - h - top_pad
+        left_pad = (max_dim - w) // 2
+        right_pad = max_dim - w - left_pad
+    else:
+        if min_dim % 64 != 0:
+            raise ValueError("IMAGE_MIN_DIM must be a multiple of 64 in pad64 mode.")
+        top_pad, bottom_pad = _pad_to_64(h)
+        left_pad, right_pad = _pad_to_64(w)
+    padding = [(top_pad, bottom_pad), (left_pad, right_pad), (0, 0)]
+    image = np.pad(image, padding, mode="constant", constant_values=0)
+    window = (top_pad, left_pad, h + top_pad, w + left_pad)
+    return image.astype(image_dtype), window, scale, padding
+
+
+def _pad_to_64(size):
+    if size % 64 == 0:
+        return 0, 0
+    total = size - (size % 64) + 64 - size
+    return total // 2, total - total // 2
+
+
+def mold_image(image, config) -> np.ndarray:
+    """uint8 RGB -> float (image - MEAN_PIXEL); the subtraction happens in float64."""
+    return image.astype(np.float32) - config.MEAN_PIXEL
+
+
+def compose_image_meta(image_id, original_image_shape, image_shape, window, scale,
+                       active_class_ids) -> np.ndarray:
+    return np.array([image_id] + list(original_image_shape) + list(image_shape)
+                    + list(window) + [scale] + list(active_class_ids))
+
+
+@dataclass
+class MoldedImage:
+    """One image prepared for the network, plus what unmolding needs."""
+    image: np.ndarray          # (H', W', 3) float64, mean subtracted
+    meta: np.ndarray           # (IMAGE_META_SIZE,)
+    window: tuple              # (y1, x1, y2, x2) in molded pixels
+    scale: float
+    original_shape: tuple      # (h, w, 3)
+
+
+def mold(image, config) -> MoldedImage:
+    resized, window, scale, _ = resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+    molded = mold_image(resized, config)
+    meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+                              np.zeros([config.NUM_CLASSES], dtype=np.int32))
+    return MoldedImage(molded, meta, window, scale, tuple(image.shape))
+
+
+def unmold_mask(mask, bbox, image_shape) -> np.ndarray:
+    """Paste a soft mask (e.g. 28x28) into a full-image bool mask at ``bbox``.
+
+    The mask is resized bilinearly to the box and thresholded with ``>= 0.5``.
+    """
+    y1, x1, y2, x2 = bbox
+    resized = sk_resize(mask, (y2 - y1, x2 - x1))
+    full_mask = np.zeros(image_shape[:2], dtype=bool)
+    full_mask[y1:y2, x1:x2] = resized >= 0.5
+    return full_mask
+
+
+def unmold_detections(detections, masks, original_image_shape, image_shape, window):
+    """Detections of one image from normalised molded coordinates to image pixels.
+
+    detections: (DETECTION_MAX_INSTANCES, 6) [y1, x1, y2, x2, class_id, score],
+        zero-padded at the end.
+    masks: (n, mh, mw) the soft mask of each detection's own class, n >= the
+        number of real detections.
+    Returns (rois int32 (N,4), class_ids int32 (N,), scores float32 (N,),
+    masks bool (H, W, N)).
+    """
+    zero_ix = np.where(detections[:, 4] == 0)[0]
+    count = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
+    boxes = detections[:count, :4]
+    class_ids = detections[:count, 4].astype(np.int32)
+    scores = detections[:count, 5]
+    masks = masks[:count]
+
+    wy1, wx1, wy2, wx2 = norm_boxes(window, image_shape[:2])
+    shift = np.array([wy1, wx1, wy1, wx1])
+    wh, ww = wy2 - wy1, wx2 - wx1
+    scale = np.array([wh, ww, wh, ww])
+    boxes = np.divide(boxes - shift, scale)
+    boxes = denorm_boxes(boxes, original_image_shape[:2])
+
+    keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
+    boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
+
+    full_masks = np.zeros(tuple(original_image_shape[:2]) + (len(boxes),), dtype=bool)
+    for i in range(len(boxes)):
+        full_masks[:, :, i] = unmold_mask(masks[i], boxes[i], original_image_shape)
+    return boxes, class_ids, scores.astype(np.float32), full_masks
