@@ -135,23 +135,26 @@ class PyramidROIAlign(keras.layers.Layer):
         return tuple(boxes_shape[:2]) + self.pool_shape + (feature_maps_shape[0][-1],)
 
 
-def refine_detections(rois, probs, deltas, window, config):
-    """One image's classified RoIs -> (DETECTION_MAX_INSTANCES, 6) detections.
+def refine_detections(rois, probs, deltas, window, bbox_std_dev, min_confidence,
+                      nms_threshold, max_instances):
+    """One image's classified RoIs -> (max_instances, 6) detections.
 
     rois (N, 4), probs (N, classes), deltas (N, classes, 4), window (4,) normalised.
-    Rows are [y1, x1, y2, x2, class_id, score], zero-padded.
+    Rows are [y1, x1, y2, x2, class_id, score], best first, zero-padded. As in the
+    reference, a falsy Python ``min_confidence`` (0 or None) skips the score filter;
+    a tensor is always applied (``>= 0`` keeps every probability anyway).
     """
     class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
     indices = tf.stack([tf.range(tf.shape(probs)[0]), class_ids], axis=1)
     class_scores = tf.gather_nd(probs, indices)
     deltas_specific = tf.gather_nd(deltas, indices)
     refined = apply_box_deltas(rois, deltas_specific * tf.constant(
-        np.asarray(config.BBOX_STD_DEV), tf.float32))
+        np.asarray(bbox_std_dev), tf.float32))
     refined = clip_boxes(refined, window)
 
     keep = tf.where(class_ids > 0)[:, 0]
-    if config.DETECTION_MIN_CONFIDENCE:
-        confident = tf.where(class_scores >= config.DETECTION_MIN_CONFIDENCE)[:, 0]
+    if tf.is_tensor(min_confidence) or min_confidence:
+        confident = tf.where(class_scores >= min_confidence)[:, 0]
         keep = tf.sets.intersection(keep[None], confident[None])
         keep = tf.sparse.to_dense(keep)[0]
 
@@ -159,19 +162,18 @@ def refine_detections(rois, probs, deltas, window, config):
     pre_scores = tf.gather(class_scores, keep)
     pre_rois = tf.gather(refined, keep)
     unique_class_ids = tf.unique(pre_class_ids)[0]
-    max_instances = config.DETECTION_MAX_INSTANCES
 
     def class_nms(class_id):
         ixs = tf.where(tf.equal(pre_class_ids, class_id))[:, 0]
         class_keep = tf.image.non_max_suppression(
             tf.gather(pre_rois, ixs), tf.gather(pre_scores, ixs),
-            max_output_size=max_instances, iou_threshold=config.DETECTION_NMS_THRESHOLD)
+            max_output_size=max_instances, iou_threshold=nms_threshold)
         class_keep = tf.gather(keep, tf.gather(ixs, class_keep))
         gap = max_instances - tf.shape(class_keep)[0]
         return tf.pad(class_keep, [(0, gap)], constant_values=-1)
 
     nms_keep = tf.map_fn(class_nms, unique_class_ids,
-                         fn_output_signature=tf.TensorSpec([max_instances], tf.int64))
+                         fn_output_signature=tf.TensorSpec([None], tf.int64))
     nms_keep = tf.reshape(nms_keep, [-1])
     nms_keep = tf.gather(nms_keep, tf.where(nms_keep > -1)[:, 0])
     keep = tf.sets.intersection(keep[None], nms_keep[None])
@@ -187,6 +189,19 @@ def refine_detections(rois, probs, deltas, window, config):
         tf.gather(class_scores, keep)[:, None]], axis=1)
     gap = max_instances - tf.shape(detections)[0]
     return tf.pad(detections, [(0, gap), (0, 0)])
+
+
+def detect_batch(rois, probs, deltas, image_meta, bbox_std_dev, min_confidence,
+                 nms_threshold, max_instances):
+    """``refine_detections`` over a batch: (B, N, ...) -> (B, max_instances, 6)."""
+    image_shape = meta_image_shape(image_meta)[0]
+    window = norm_window(meta_window(image_meta), image_shape[:2])
+    rows = max_instances if isinstance(max_instances, int) else None
+    return tf.map_fn(
+        lambda args: refine_detections(*args, bbox_std_dev, min_confidence,
+                                       nms_threshold, max_instances),
+        (rois, probs, deltas, window),
+        fn_output_signature=tf.TensorSpec([rows, 6], tf.float32))
 
 
 class DetectionLayer(keras.layers.Layer):
@@ -211,13 +226,10 @@ class DetectionLayer(keras.layers.Layer):
         return cls(SimpleNamespace(**config.pop("config")), **config)
 
     def call(self, rois, probs, deltas, image_meta):
-        image_shape = meta_image_shape(image_meta)[0]
-        window = norm_window(meta_window(image_meta), image_shape[:2])
-        max_instances = self.config.DETECTION_MAX_INSTANCES
-        return tf.map_fn(
-            lambda args: refine_detections(*args, self.config),
-            (rois, probs, deltas, window),
-            fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32))
+        cfg = self.config
+        return detect_batch(rois, probs, deltas, image_meta, cfg.BBOX_STD_DEV,
+                            cfg.DETECTION_MIN_CONFIDENCE, cfg.DETECTION_NMS_THRESHOLD,
+                            cfg.DETECTION_MAX_INSTANCES)
 
     def compute_output_shape(self, rois_shape, probs_shape, deltas_shape, image_meta_shape):
         return (rois_shape[0], self.config.DETECTION_MAX_INSTANCES, 6)

@@ -11,9 +11,10 @@ Two Keras graphs share one set of layers:
 """
 from __future__ import annotations
 
+import copy
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,7 +27,10 @@ import keras  # noqa: E402
 
 from mrcnn.backbone import feature_pyramid, resnet  # noqa: E402
 from mrcnn.heads import Heads, build_rpn_model  # noqa: E402
-from mrcnn.layers import DetectionLayer, ProposalLayer  # noqa: E402
+from mrcnn.layers import DetectionLayer, ProposalLayer, detect_batch  # noqa: E402
+
+RUNTIME_SETTINGS = {"DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD",
+                    "DETECTION_MAX_INSTANCES", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM"}
 
 
 def configure_devices() -> str:
@@ -50,7 +54,7 @@ class Timings:
     network: float = 0.0
     masks: float = 0.0
     unmold: float = 0.0
-    extra: dict = field(default_factory=dict)
+    input_shape: tuple = ()   # (h, w) the network saw
 
     def as_dict(self) -> dict:
         return {"mold": self.mold, "network": self.network, "masks": self.masks,
@@ -129,8 +133,8 @@ class MaskRCNN:
             name="mask_rcnn")
         self.feature_maps = {"C2": c2, "C3": c3, "C4": c4, "C5": c5,
                              "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6}
-        self._detections_model = keras.Model(inputs, [detections] + mrcnn_maps,
-                                             name="mask_rcnn_detections")
+        self._classified_model = keras.Model(
+            inputs, [proposals, class_probs, class_deltas] + mrcnn_maps, name="mask_rcnn_rois")
 
         boxes_in = keras.Input(shape=(None, 4), name="input_detection_boxes")
         maps_in = [keras.Input(shape=(None, None, cfg.TOP_DOWN_PYRAMID_SIZE), name=f"input_p{i}")
@@ -143,10 +147,19 @@ class MaskRCNN:
         spec_meta = tf.TensorSpec([None, cfg.IMAGE_META_SIZE], tf.float32)
         spec_boxes = tf.TensorSpec([None, None, 4], tf.float32)
         spec_map = tf.TensorSpec([None, None, None, cfg.TOP_DOWN_PYRAMID_SIZE], tf.float32)
+        scalar = tf.TensorSpec([], tf.float32)
 
         @tf.function(input_signature=[spec_image, spec_meta, spec_boxes])
-        def detections_step(images, metas, anchors):
-            return self._detections_model([images, metas, anchors], training=False)
+        def classify_step(images, metas, anchors):
+            return self._classified_model([images, metas, anchors], training=False)
+
+        @tf.function(input_signature=[spec_boxes, tf.TensorSpec([None, None, cfg.NUM_CLASSES]),
+                                      tf.TensorSpec([None, None, cfg.NUM_CLASSES, 4]), spec_meta,
+                                      scalar, scalar, tf.TensorSpec([], tf.int32)])
+        def detections_step(rois, probs, deltas, metas, min_confidence, nms_threshold,
+                            max_instances):
+            return detect_batch(rois, probs, deltas, metas, cfg.BBOX_STD_DEV, min_confidence,
+                                nms_threshold, max_instances)
 
         @tf.function(input_signature=[spec_boxes, spec_meta, tf.TensorSpec([None, None], tf.int32)]
                      + [spec_map] * 4)
@@ -156,8 +169,7 @@ class MaskRCNN:
             masks = tf.transpose(masks, [0, 1, 4, 2, 3])
             return tf.gather(masks, class_ids, axis=2, batch_dims=2)
 
-        self._detections_step = detections_step
-        self._masks_step = masks_step
+        self._steps = (classify_step, detections_step, masks_step)
 
     # ---------------------------------------------------------------- weights
     def load_weights(self, path, exclude=()):
@@ -167,9 +179,10 @@ class MaskRCNN:
         return self
 
     # ----------------------------------------------------------------- detect
-    def mold_inputs(self, images):
+    def mold_inputs(self, images, config=None):
         """Images -> (molded float32 batch, metas float32, list of MoldedImage)."""
-        molded = [mold(to_rgb(image), self.config) for image in images]
+        config = config or self.config
+        molded = [mold(to_rgb(image), config) for image in images]
         shapes = {m.image.shape for m in molded}
         if len(shapes) > 1:
             raise ValueError("Images in one detect() call must mold to the same shape; "
@@ -178,47 +191,73 @@ class MaskRCNN:
         metas = np.stack([m.meta for m in molded]).astype(np.float32)
         return batch, metas, molded
 
-    def detect(self, images, verbose=0):
+    def with_overrides(self, **overrides) -> Config:
+        """A copy of the config with some run-time settings changed.
+
+        Allowed: DETECTION_MIN_CONFIDENCE, DETECTION_NMS_THRESHOLD,
+        DETECTION_MAX_INSTANCES, IMAGE_MIN_DIM, IMAGE_MAX_DIM. None of them needs a
+        new graph: the compiled steps take them as inputs or are shape-agnostic.
+        """
+        unknown = set(overrides) - RUNTIME_SETTINGS
+        if unknown:
+            raise ValueError(f"Cannot change {sorted(unknown)} at run time; "
+                             f"allowed: {sorted(RUNTIME_SETTINGS)}.")
+        config = copy.copy(self.config)
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(config, key, value)
+        if config.IMAGE_RESIZE_MODE == "square" and config.IMAGE_MAX_DIM % 64:
+            raise ValueError("IMAGE_MAX_DIM must be a multiple of 64.")
+        return config
+
+    def detect(self, images, verbose=0, **overrides):
         """Detect objects in a list of RGB images (any size).
 
         Returns one dict per image with ``rois`` (N, 4) int32 [y1, x1, y2, x2] in the
         image's pixels, ``class_ids`` (N,) int32, ``scores`` (N,) float32 and ``masks``
         (H, W, N) bool, ordered by score, exactly like matterport's ``detect()``.
+        Keyword overrides (see ``with_overrides``) apply to this call only.
         """
         if len(images) == 0:
             return []
+        config = self.with_overrides(**overrides)
+        classify_step, detections_step, masks_step = self._steps
         t0 = time.perf_counter()
-        batch, metas, molded = self.mold_inputs(images)
-        anchors = get_anchors(self.config, batch.shape[1:3])
+        batch, metas, molded = self.mold_inputs(images, config)
+        anchors = get_anchors(config, batch.shape[1:3])
         anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
+        metas_t = tf.constant(metas)
         t1 = time.perf_counter()
-        detections, p2, p3, p4, p5 = self._detections_step(
-            tf.constant(batch), tf.constant(metas), tf.constant(anchors))
-        detections = detections.numpy()
+        rois, probs, deltas, p2, p3, p4, p5 = classify_step(
+            tf.constant(batch), metas_t, tf.constant(anchors))
+        detections = detections_step(
+            rois, probs, deltas, metas_t,
+            tf.constant(config.DETECTION_MIN_CONFIDENCE or 0.0, tf.float32),
+            tf.constant(config.DETECTION_NMS_THRESHOLD, tf.float32),
+            tf.constant(config.DETECTION_MAX_INSTANCES, tf.int32)).numpy()
         t2 = time.perf_counter()
         count = int((detections[:, :, 4] > 0).sum(axis=1).max())
         if count:
-            masks = self._masks_step(
-                tf.constant(detections[:, :count, :4]), tf.constant(metas),
+            masks = masks_step(
+                tf.constant(detections[:, :count, :4]), metas_t,
                 tf.constant(detections[:, :count, 4].astype(np.int32)), p2, p3, p4, p5).numpy()
         else:
-            mask_shape = tuple(self.config.MASK_SHAPE)
-            masks = np.zeros((len(images), 0) + mask_shape, np.float32)
+            masks = np.zeros((len(images), 0) + tuple(config.MASK_SHAPE), np.float32)
         t3 = time.perf_counter()
         results = []
         for i, m in enumerate(molded):
-            rois, class_ids, scores, full_masks = unmold_detections(
+            rois_px, class_ids, scores, full_masks = unmold_detections(
                 detections[i], masks[i], m.original_shape, m.image.shape, m.window)
-            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
+            results.append({"rois": rois_px, "class_ids": class_ids, "scores": scores,
                             "masks": full_masks})
         t4 = time.perf_counter()
-        self.last_timings = Timings(mold=t1 - t0, network=t2 - t1, masks=t3 - t2, unmold=t4 - t3)
+        self.last_timings = Timings(mold=t1 - t0, network=t2 - t1, masks=t3 - t2, unmold=t4 - t3,
+                                    input_shape=tuple(batch.shape[1:3]))
         return results
 
     def trace_count(self) -> int:
-        """How many graphs the compiled steps hold (stays 2 however many calls)."""
-        return (self._detections_step.experimental_get_tracing_count()
-                + self._masks_step.experimental_get_tracing_count())
+        """Graphs traced by the compiled steps so far (3 after the first call, for good)."""
+        return sum(step.experimental_get_tracing_count() for step in self._steps)
 
 
 def load_model(weights_path=None, config=None, exclude=()) -> MaskRCNN:
