@@ -1,0 +1,92 @@
+"""Speed and memory of detect() on this machine, against a bare ResNet-101 forward pass.
+
+Builds the COCO model (ResNet-101 FPN, 81 classes), loads a weights file generated in
+the published layout (the real file is not needed for timing), and prints figures;
+the last line is one JSON object.
+
+    python benchmarks/detect.py [--runs 7] [--weights PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def median_time(fn, runs):
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed warm runs (median reported)")
+    parser.add_argument("--weights", help="a weights file (default: a generated one)")
+    args = parser.parse_args()
+
+    import numpy as np
+    import skimage.data
+
+    from mrcnn.synthetic import generate_coco_weights
+
+    tmp = tempfile.TemporaryDirectory()
+    weights = args.weights or generate_coco_weights(Path(tmp.name) / "coco.h5", seed=0)
+
+    start = time.perf_counter()
+    import tensorflow as tf
+    import keras
+    from mrcnn import CocoConfig
+    from mrcnn.model import MaskRCNN
+    model = MaskRCNN(CocoConfig())
+    built = time.perf_counter()
+    model.load_weights(weights)
+    loaded = time.perf_counter()
+    image = skimage.data.astronaut()        # 512x512 photo, molded to 1024x1024
+    result = model.detect([image])[0]
+    first = time.perf_counter()
+    model.detect([image])                   # second warm-up
+    detect_s, detect_runs = median_time(lambda: model.detect([image]), args.runs)
+    steps = model.last_timings.as_dict()
+
+    backbone = keras.applications.ResNet101(include_top=False, weights=None,
+                                            input_shape=(1024, 1024, 3))
+    forward = tf.function(lambda x: backbone(x, training=False))
+    batch = tf.constant(np.random.default_rng(0).normal(size=(1, 1024, 1024, 3)).astype(np.float32))
+    forward(batch), forward(batch)
+    backbone_s, backbone_runs = median_time(lambda: forward(batch).numpy(), args.runs)
+
+    figures = {
+        "device": model.device,
+        "input_size": list(model.last_timings.input_shape),
+        "detections": int(len(result["scores"])),
+        "build_s": round(built - start, 2),
+        "load_s": round(loaded - built, 2),
+        "cold_start_s": round(loaded - start, 2),
+        "first_detect_s": round(first - loaded, 2),
+        "detect_s": round(detect_s, 3),
+        "detect_steps_s": {k: round(v, 3) for k, v in steps.items()},
+        "backbone_resnet101_s": round(backbone_s, 3),
+        "ratio_detect_to_backbone": round(detect_s / backbone_s, 2),
+        "runs": args.runs,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    print("detect runs (s):", " ".join(f"{t:.3f}" for t in detect_runs))
+    print("backbone runs (s):", " ".join(f"{t:.3f}" for t in backbone_runs))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

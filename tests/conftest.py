@@ -1,0 +1,75 @@
+"""Shared fixtures: generated weights files in the published layout and loaded models.
+
+Building the full COCO model costs a few seconds, so the models are session-scoped.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MANIFEST = ROOT / "tests" / "fixtures" / "coco_h5_manifest.json"
+
+
+
+def small_config(**changes):
+    from mrcnn import Config
+
+    class Small(Config):
+        NAME = "small"
+        BACKBONE = "resnet50"
+        NUM_CLASSES = 4
+        IMAGES_PER_GPU = 1
+        IMAGE_MIN_DIM = 256
+        IMAGE_MAX_DIM = 256
+        PRE_NMS_LIMIT = 1000
+        POST_NMS_ROIS_INFERENCE = 200
+        DETECTION_MAX_INSTANCES = 20
+        FPN_CLASSIF_FC_LAYERS_SIZE = 128
+        DETECTION_MIN_CONFIDENCE = 0.5
+
+    for key, value in changes.items():
+        setattr(Small, key, value)
+    return Small()
+
+
+@pytest.fixture(scope="session")
+def coco_weights(tmp_path_factory) -> Path:
+    """mask_rcnn_coco.h5's exact layout (Keras 2.0.8 training-model file), seeded values."""
+    from mrcnn.synthetic import generate_coco_weights
+    return generate_coco_weights(tmp_path_factory.mktemp("weights") / "coco_original.h5", seed=0)
+
+
+@pytest.fixture(scope="session")
+def coco_model(coco_weights):
+    """The full COCO-sized model (ResNet-101, 81 classes) with the generated weights."""
+    from mrcnn.model import MaskRCNN
+    from mrcnn import CocoConfig
+    return MaskRCNN(CocoConfig()).load_weights(coco_weights)
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory):
+    """A small model and its generated weights file (Keras 2 layout)."""
+    from mrcnn.model import MaskRCNN
+    from mrcnn.synthetic import generate_model_weights
+    model = MaskRCNN(small_config())
+    path = generate_model_weights(model.keras_model, tmp_path_factory.mktemp("small") / "small.h5")
+    model.load_weights(path)
+    model.weights_path = path
+    return model
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """Real photos shipped with scikit-image: astronaut (512x512), chelsea (300x451), coffee (400x600)."""
+    import skimage.data
+    return {"astronaut": skimage.data.astronaut(), "chelsea": skimage.data.chelsea(),
+            "coffee": skimage.data.coffee()}
