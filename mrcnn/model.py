@@ -5,9 +5,11 @@ Two Keras graphs share one set of layers:
 - ``keras_model`` is the reference's inference graph (image, image_meta, anchors ->
   detections, class probabilities, box deltas, masks for all DETECTION_MAX_INSTANCES
   slots, proposals, RPN outputs). It is what the weights file describes.
-- ``detect()`` runs it in two compiled steps: everything up to the detections, then
-  the mask head on only the detections that exist (outputs are identical: each RoI's
-  mask depends on that RoI alone).
+- ``detect()`` runs the same computation with BatchNorm folded into the convolutions
+  (``mrcnn.folded``) in three compiled steps: everything up to the classified RoIs,
+  the detection layer (its thresholds are inputs, so they change without retracing),
+  then the mask head on only the detections that exist (each RoI's mask depends on
+  that RoI alone, so skipping the empty slots changes nothing).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import tensorflow as tf  # noqa: E402  (after numpy-only imports on purpose)
 import keras  # noqa: E402
 
 from mrcnn.backbone import feature_pyramid, resnet  # noqa: E402
+from mrcnn.folded import FoldedNetwork  # noqa: E402
 from mrcnn.heads import Heads, build_rpn_model  # noqa: E402
 from mrcnn.layers import DetectionLayer, ProposalLayer, detect_batch  # noqa: E402
 
@@ -115,10 +118,11 @@ class MaskRCNN:
             keras.layers.Concatenate(axis=1, name=name)([out[i] for out in level_outputs])
             for i, name in enumerate(["rpn_class_logits", "rpn_class", "rpn_bbox"]))
 
-        proposals = ProposalLayer(
+        proposal_layer = ProposalLayer(
             proposal_count=cfg.POST_NMS_ROIS_INFERENCE, nms_threshold=cfg.RPN_NMS_THRESHOLD,
             pre_nms_limit=cfg.PRE_NMS_LIMIT, rpn_bbox_std_dev=cfg.RPN_BBOX_STD_DEV,
-            name="ROI")(rpn_probs, rpn_deltas, anchors)
+            name="ROI")
+        proposals = proposal_layer(rpn_probs, rpn_deltas, anchors)
 
         self.heads = heads = Heads(cfg)
         _, class_probs, class_deltas = heads.classifier(proposals, image_meta, mrcnn_maps)
@@ -133,15 +137,7 @@ class MaskRCNN:
             name="mask_rcnn")
         self.feature_maps = {"C2": c2, "C3": c3, "C4": c4, "C5": c5,
                              "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6}
-        self._classified_model = keras.Model(
-            inputs, [proposals, class_probs, class_deltas] + mrcnn_maps, name="mask_rcnn_rois")
-
-        boxes_in = keras.Input(shape=(None, 4), name="input_detection_boxes")
-        maps_in = [keras.Input(shape=(None, None, cfg.TOP_DOWN_PYRAMID_SIZE), name=f"input_p{i}")
-                   for i in range(2, 6)]
-        self._mask_model = keras.Model([boxes_in, image_meta] + maps_in,
-                                       heads.mask(boxes_in, image_meta, maps_in),
-                                       name="mask_rcnn_masks")
+        self.folded = FoldedNetwork(self)
 
         spec_image = tf.TensorSpec([None, None, None, channels], tf.float32)
         spec_meta = tf.TensorSpec([None, cfg.IMAGE_META_SIZE], tf.float32)
@@ -151,7 +147,12 @@ class MaskRCNN:
 
         @tf.function(input_signature=[spec_image, spec_meta, spec_boxes])
         def classify_step(images, metas, anchors):
-            return self._classified_model([images, metas, anchors], training=False)
+            net = self.folded
+            p2, p3, p4, p5, p6 = net.pyramid(*net.backbone(images))
+            rpn_probs, rpn_deltas = net.rpn([p2, p3, p4, p5, p6])
+            rois = proposal_layer(rpn_probs, rpn_deltas, anchors)
+            probs, deltas = net.classifier(rois, metas, [p2, p3, p4, p5])
+            return rois, probs, deltas, p2, p3, p4, p5
 
         @tf.function(input_signature=[spec_boxes, tf.TensorSpec([None, None, cfg.NUM_CLASSES]),
                                       tf.TensorSpec([None, None, cfg.NUM_CLASSES, 4]), spec_meta,
@@ -164,7 +165,7 @@ class MaskRCNN:
         @tf.function(input_signature=[spec_boxes, spec_meta, tf.TensorSpec([None, None], tf.int32)]
                      + [spec_map] * 4)
         def masks_step(boxes, metas, class_ids, p2, p3, p4, p5):
-            masks = self._mask_model([boxes, metas, p2, p3, p4, p5], training=False)
+            masks = self.folded.masks(boxes, metas, [p2, p3, p4, p5])
             # (B, N, h, w, C) -> the channel of each detection's own class: (B, N, h, w)
             masks = tf.transpose(masks, [0, 1, 4, 2, 3])
             return tf.gather(masks, class_ids, axis=2, batch_dims=2)
@@ -176,6 +177,7 @@ class MaskRCNN:
         """Load a Keras 2 HDF5 weights file by layer name; see ``mrcnn.loader``."""
         from mrcnn.loader import load_h5_weights
         load_h5_weights(self.keras_model, path, exclude=exclude)
+        self.folded.refresh()
         return self
 
     # ----------------------------------------------------------------- detect
