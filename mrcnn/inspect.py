@@ -496,20 +496,30 @@ def dim(picture, amount=0.45) -> np.ndarray:
     return np.rint(np.asarray(picture, np.float32) * (1 - amount)).astype(np.uint8)
 
 
-def class_bars(names, probabilities, highlight=0):
-    """A horizontal bar chart (matplotlib Figure) of class probabilities, best on top."""
-    from matplotlib.figure import Figure
-    figure = Figure(figsize=(5.0, 0.42 * len(names) + 0.6), dpi=100)
-    axes = figure.add_subplot()
-    positions = np.arange(len(names))[::-1]
-    colours = ["#e4572e" if i == highlight else "#8aa0b8" for i in range(len(names))]
-    axes.barh(positions, probabilities, color=colours)
-    axes.set_yticks(positions, names)
-    axes.set_xlim(0, 1)
-    axes.set_xlabel("probability (softmax over all classes)")
-    for y, p in zip(positions, probabilities):
-        axes.text(min(float(p) + 0.01, 0.86), y, f"{float(p):.3f}", va="center", fontsize=9)
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
-    figure.tight_layout()
-    return figure
+def class_bars(names, probabilities, highlight=0, width=520) -> np.ndarray:
+    """A horizontal bar chart of class probabilities (RGB uint8), best on top."""
+    row, label_width, pad = 34, 150, 12
+    bar_width = width - label_width - 70
+    height = row * len(names) + 2 * pad + 22
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(15)
+    small = _font(12)
+    for i, (name, p) in enumerate(zip(names, probabilities)):
+        top = pad + i * row
+        colour = (228, 87, 46) if i == highlight else (138, 160, 184)
+        draw.text((label_width - 10, top + row // 2), str(name), font=font, fill=(30, 30, 30),
+                  anchor="rm")
+        draw.rectangle((label_width, top + 5, label_width + bar_width, top + row - 5),
+                       fill=(240, 242, 246))
+        length = int(round(float(p) * bar_width))
+        if length > 0:
+            draw.rectangle((label_width, top + 5, label_width + length, top + row - 5), fill=colour)
+        draw.text((label_width + bar_width + 8, top + row // 2), f"{float(p):.3f}", font=font,
+                  fill=(30, 30, 30), anchor="lm")
+    axis = pad + row * len(names) + 4
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = label_width + int(round(tick * bar_width))
+        draw.line((x, axis, x, axis + 4), fill=(120, 120, 120))
+        draw.text((x, axis + 6), f"{tick:g}", font=small, fill=(90, 90, 90), anchor="mt")
+    return np.asarray(canvas)

@@ -50,12 +50,12 @@ from pathlib import Path
 import numpy as np
 
 from mrcnn.config import Config
+from mrcnn.serve_client import SETTING_PARAMETERS, TOKEN_ENV
 
 logger = logging.getLogger("ray.serve")
 
 APP_NAME = "mrcnn"
 DEPLOYMENT_NAME = "MaskRCNN"
-TOKEN_ENV = "MRCNN_SERVE_TOKEN"
 DEFAULT_CONFIG = "mrcnn.config:CocoConfig"
 DEFAULT_BATCHING = {"max_batch_size": 4, "batch_wait_timeout_s": 0.02}
 
@@ -65,9 +65,7 @@ DEFAULT_BATCHING = {"max_batch_size": 4, "batch_wait_timeout_s": 0.02}
 LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 # POST /detect's query parameters, and the config settings they override.
-QUERY_SETTINGS = {"min_confidence": "DETECTION_MIN_CONFIDENCE",
-                  "nms_threshold": "DETECTION_NMS_THRESHOLD",
-                  "max_instances": "DETECTION_MAX_INSTANCES"}
+QUERY_SETTINGS = {query: setting for setting, query in SETTING_PARAMETERS.items()}
 
 
 # --------------------------------------------------------------------- settings

@@ -335,8 +335,9 @@ def section_heads(insp) -> None:
                               f"{insp.roi_scores[i]:.3f}")
     order = np.argsort(-insp.class_probs[pick], kind="stable")[:6]
     left, right = st.columns([1, 1])
-    left.pyplot(insp_lib.class_bars([insp.class_name(c) for c in order],
-                                    insp.class_probs[pick][order]))
+    left.image(insp_lib.class_bars([insp.class_name(c) for c in order],
+                                   insp.class_probs[pick][order]), width="stretch",
+               caption=f"RoI #{pick + 1}: the six most likely of {C} classes (softmax)")
     proposal_px = insp.to_pixels(insp.proposals[pick])
     refined_px = insp.to_pixels(insp.roi_refined_boxes[pick])
     picture = insp_lib.draw_boxes(insp_lib.dim(frame(insp), 0.3), [proposal_px, refined_px],

@@ -1,0 +1,362 @@
+"""The Streamlit page, driven by ``streamlit.testing.v1.AppTest``.
+
+The app loads the full COCO model (ResNet-101) with a generated weights file in
+the published layout (``coco_weights``). The model is built once per test
+process (``st.cache_resource``), and the tests run the network at 512 px (the
+smallest IMAGE_MAX_DIM the page offers) to keep each detect to a few seconds
+on a CPU. Pixels are checked in the rendering modules' own tests; here we
+check what the page shows and keeps.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import re
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from mrcnn.results import filter_detections, num_detections
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+TIMEOUT = 300
+FAST_SIZE = 512          # IMAGE_MAX_DIM the tests pick in the Advanced section
+GALLERY_LIMIT = 40       # app.GALLERY_LIMIT
+
+
+def jpeg(array: np.ndarray, quality: int = 92) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def app_env(coco_weights, monkeypatch):
+    monkeypatch.setenv("MRCNN_WEIGHTS", str(coco_weights))
+    monkeypatch.delenv("MRCNN_SERVE_URL", raising=False)
+
+
+def open_app(size: int = FAST_SIZE) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert_healthy(at)
+    at.selectbox(key="image_max_dim").set_value(size)
+    return at
+
+
+def assert_healthy(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def object_count(at: AppTest) -> int:
+    """N from the "Objects (N)" heading (0 when nothing is shown)."""
+    for header in at.subheader:
+        if header.value.startswith("Objects ("):
+            return int(header.value[len("Objects ("):-1])
+    return 0
+
+
+def gallery_keys(at: AppTest) -> list[str]:
+    return [b.key for b in at.download_button if b.key and b.key.startswith("cutout-")]
+
+
+def error_texts(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+# ------------------------------------------------------------------ the flow
+
+def test_upload_shows_table_gallery_downloads_and_slider_only_filters(
+        app_env, photos, monkeypatch):
+    from mrcnn.backend import InProcessBackend
+    calls = []
+    real_detect = InProcessBackend.detect
+
+    def counting_detect(self, image, **settings):
+        calls.append(settings)
+        return real_detect(self, image, **settings)
+
+    monkeypatch.setattr(InProcessBackend, "detect", counting_detect)
+
+    at = open_app()
+    assert not at.dataframe and not gallery_keys(at)
+    at.file_uploader(key="uploads").set_value(
+        ("chelsea.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
+    at.run()
+    assert_healthy(at)
+    assert not error_texts(at)
+    assert at.session_state["selected_image_name"] == "chelsea.jpg"
+    assert at.session_state["selected_image"].shape == photos["chelsea"].shape
+    assert at.session_state["selected_image"].dtype == np.uint8
+
+    # One network run, at the low internal threshold and the chosen size.
+    assert len(calls) <= 1
+    if calls:
+        assert calls[0]["DETECTION_MIN_CONFIDENCE"] == pytest.approx(0.1)
+        assert calls[0]["IMAGE_MAX_DIM"] == FAST_SIZE
+
+    at_default = object_count(at)
+    assert at_default > 0
+    table = at.dataframe[0].value
+    assert len(table) == at_default
+    assert list(table.columns) == ["#", "Colour", "Class", "Score", "Box (x1, y1, x2, y2)",
+                                   "Mask area (px)", "Mask area (%)"]
+    assert (table["Score"] >= 0.7 - 1e-6).all()
+    assert table["Score"].is_monotonic_decreasing
+    assert (table["Mask area (%)"] <= 100).all() and (table["Mask area (px)"] >= 0).all()
+    assert len(gallery_keys(at)) == min(at_default, GALLERY_LIMIT)
+    captions = [c for img in at.image for c in img.captions]
+    cut_captions = [c for c in captions if re.fullmatch(r"[a-z][a-z ]* \d\.\d\d", c)]
+    assert len(cut_captions) == len(gallery_keys(at)), "each cut-out is captioned class + score"
+    assert cut_captions[0] == f"{table['Class'].iloc[0]} {table['Score'].iloc[0]:.2f}"
+    keys = {b.key for b in at.download_button}
+    assert {"download_annotated", "download_zip", "download_json"} <= keys
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Network input"] == f"{FAST_SIZE} × {FAST_SIZE} px"
+    assert {"Preparation", "Network", "Masks", "Total"} <= set(metrics)
+    assert any("Device:" in c.value and "in-process" in c.value for c in at.caption)
+
+    # Slider up: fewer objects; down: more. Never a new network run.
+    at.slider(key="min_score").set_value(0.97)
+    at.run()
+    assert_healthy(at)
+    high = object_count(at)
+    assert high < at_default
+    assert len(gallery_keys(at)) == min(high, GALLERY_LIMIT)
+    if high:
+        assert (at.dataframe[0].value["Score"] >= 0.97 - 1e-6).all()
+
+    at.slider(key="min_score").set_value(0.3)
+    at.run()
+    low = object_count(at)
+    assert low > high and low >= at_default
+
+    # Class filter: only the chosen class remains.
+    first_class = table["Class"].iloc[0]
+    at.multiselect(key="classes").set_value([first_class])
+    at.run()
+    assert_healthy(at)
+    assert set(at.dataframe[0].value["Class"]) == {first_class}
+
+    # Display toggles and opacity rerender without the network.
+    at.toggle(key="show_boxes").set_value(False)
+    at.slider(key="mask_alpha").set_value(0.8)
+    at.run()
+    assert_healthy(at)
+    assert len(calls) <= 1
+
+
+def test_advanced_setting_reruns_network_once(app_env, photos, monkeypatch):
+    from mrcnn.backend import InProcessBackend
+    calls = []
+    real_detect = InProcessBackend.detect
+    monkeypatch.setattr(InProcessBackend, "detect",
+                        lambda self, image, **s: calls.append(s) or real_detect(self, image, **s))
+    at = open_app()
+    at.file_uploader(key="uploads").set_value(
+        ("chelsea.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
+    at.run()
+    before = len(calls)
+    at.slider(key="max_instances").set_value(5)
+    at.run()
+    assert_healthy(at)
+    assert len(calls) == before + 1
+    assert calls[-1]["DETECTION_MAX_INSTANCES"] == 5
+    assert object_count(at) <= 5
+
+
+def test_bad_uploads_get_specific_messages_and_app_keeps_working(app_env, photos):
+    good = jpeg(photos["chelsea"])
+    huge = io.BytesIO()
+    Image.new("1", (10_000, 5_000)).save(huge, format="PNG")    # 50 MP, a few kB
+    at = open_app()
+    at.file_uploader(key="uploads").set_value([
+        ("broken.jpg", good[: len(good) // 2], "image/jpeg"),
+        ("report.png", b"%PDF-1.4\n% not an image\n", "image/png"),
+        ("empty.jpg", b"", "image/jpeg"),
+        ("huge.png", huge.getvalue(), "image/png"),
+    ])
+    at.run()
+    assert_healthy(at)
+    errors = error_texts(at)
+    assert len(errors) == 4
+    by_name = {name: next(e for e in errors if name in e)
+               for name in ("broken.jpg", "report.png", "empty.jpg", "huge.png")}
+    assert "damaged or incomplete" in by_name["broken.jpg"]
+    assert "not an image" in by_name["report.png"]
+    assert "empty" in by_name["empty.jpg"]
+    assert "pixels" in by_name["huge.png"] and "limit" in by_name["huge.png"]
+    assert object_count(at) == 0
+    assert "selected_image" not in at.session_state
+
+    # A good upload next to the bad ones works; alone, no error is left.
+    at.file_uploader(key="uploads").upload("chelsea.jpg", good, "image/jpeg")
+    at.run()
+    assert_healthy(at)
+    assert object_count(at) > 0 and len(error_texts(at)) == 4
+    at.file_uploader(key="uploads").set_value(("chelsea.jpg", good, "image/jpeg"))
+    at.run()
+    assert not error_texts(at) and object_count(at) > 0
+
+
+def test_file_over_the_upload_limit_is_refused_with_a_message(app_env, photos):
+    from streamlit import config
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 1)
+    try:
+        at = open_app()
+        big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (800, 800, 3), np.uint8))
+        buffer = io.BytesIO()
+        big.save(buffer, format="PNG")
+        assert len(buffer.getvalue()) > 1e6
+        at.file_uploader(key="uploads").set_value(("big.png", buffer.getvalue(), "image/png"))
+        at.run()
+    finally:
+        config.set_option("server.maxUploadSize", before)
+    assert_healthy(at)
+    assert any("big.png" in e and "1 MB limit" in e for e in error_texts(at))
+
+
+def test_camera_photo(app_env, photos):
+    at = open_app()
+    at.toggle(key="use_camera").set_value(True)
+    at.run()
+    assert_healthy(at)
+    at.camera_input(key="camera").set_value(("shot.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
+    at.run()
+    assert_healthy(at)
+    assert at.session_state["selected_image_name"] == "Camera photo"
+    assert object_count(at) > 0
+
+
+def test_weights_missing_explains_and_offers_download(tmp_path, monkeypatch):
+    import mrcnn.weights as weights
+    missing = tmp_path / "nowhere" / "mask_rcnn_coco.h5"
+    monkeypatch.setenv("MRCNN_WEIGHTS", str(missing))
+    monkeypatch.delenv("MRCNN_SERVE_URL", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert_healthy(at)
+    warning = at.warning[0].value
+    assert "weights" in warning and str(missing) in warning
+    assert at.button(key="download_weights").label.startswith("Download the weights")
+    page_text = " ".join(m.value for m in at.markdown)
+    assert weights.WEIGHTS_URL in page_text and "MRCNN_WEIGHTS" in page_text
+    assert not at.file_uploader, "no uploader without a model"
+
+    # Offline: the downloader's own sentence, shown as an error; the page lives on.
+    # (A closed local port stands in for GitHub so no test ever downloads 258 MB.)
+    monkeypatch.setattr(weights, "RETRY_BACKOFF_BASE", 0.0)
+    monkeypatch.setattr(weights, "download_weights", functools.partial(
+        weights.download_weights, url="http://127.0.0.1:9/mask_rcnn_coco.h5", timeout=2))
+    at.button(key="download_weights").click()
+    at.run()
+    assert_healthy(at)
+    message = error_texts(at)[0]
+    assert message.startswith("Could not reach 127.0.0.1")
+    assert str(missing) in message and "MRCNN_WEIGHTS" in message
+    assert not missing.exists()
+
+
+def test_samples_several_images_picker_and_run_all(app_env, photos):
+    at = open_app()
+    at.button(key="sample-coffee").click()
+    at.run()
+    assert_healthy(at)
+    assert at.session_state["selected_image_name"] == "Sample: Coffee"
+    assert at.session_state["selected_image"].shape == photos["coffee"].shape
+    assert object_count(at) > 0
+
+    at.file_uploader(key="uploads").set_value(
+        ("chelsea.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
+    at.run()
+    assert_healthy(at)
+    assert at.session_state["selected_image_name"] == "chelsea.jpg", "newest upload is shown"
+    picker = at.selectbox(key="picker")
+    assert picker.options == ["chelsea.jpg", "Sample: Coffee"]
+    picker.set_value("Sample: Coffee")
+    at.run()
+    assert at.session_state["selected_image_name"] == "Sample: Coffee"
+
+    at.button(key="run_all").click()
+    at.run()
+    assert_healthy(at)
+    assert "download_all" in {b.key for b in at.download_button}
+    bundle = at.session_state["bundle"]
+    with zipfile.ZipFile(io.BytesIO(bundle["zip"])) as archive:
+        names = set(archive.namelist())
+        results = json.loads(archive.read("coco_results.json"))
+        images = json.loads(archive.read("images.json"))
+    assert {"01_chelsea/annotated.png", "02_sample_coffee/annotated.png",
+            "01_chelsea/detections.json"} <= names
+    assert any(n.startswith("02_sample_coffee/cutouts/") for n in names)
+    assert [i["file_name"] for i in images] == ["chelsea.jpg", "Sample: Coffee"]
+    assert {r["image_id"] for r in results} <= {1, 2}
+    assert all(r["score"] >= 0.7 - 1e-6 and 1 <= r["category_id"] <= 90 for r in results)
+    assert [row["Objects"] for row in bundle["summary"]] == [
+        sum(r["image_id"] == k for r in results) for k in (1, 2)]
+
+
+def test_concurrent_sessions_each_see_their_own_image(app_env, photos):
+    """Three visitors at once: one shared model, calls queued, no cross-talk."""
+    cases = {"chelsea.jpg": photos["chelsea"], "coffee.jpg": photos["coffee"],
+             "astronaut.jpg": photos["astronaut"]}
+    apps = {name: open_app(size=640) for name in cases}     # 640: not cached by other tests
+    for name, app in apps.items():
+        app.file_uploader(key="uploads").set_value((name, jpeg(cases[name]), "image/jpeg"))
+    failures = []
+
+    def visit(app):
+        try:
+            app.run()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=visit, args=(app,)) for app in apps.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    tables = {}
+    for name, app in apps.items():
+        assert_healthy(app)
+        assert not error_texts(app)
+        assert app.session_state["selected_image_name"] == name
+        own = app.session_state["selected_image"]
+        assert own.shape == cases[name].shape
+        height, width = own.shape[:2]
+        assert any(f"Image: {width} × {height} px" in c.value for c in app.caption)
+        table = app.dataframe[0].value
+        boxes = np.array([[int(v) for v in b.split(", ")] for b in table["Box (x1, y1, x2, y2)"]])
+        assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
+        assert (table["Mask area (px)"] <= height * width).all()
+        tables[name] = table
+    assert not tables["chelsea.jpg"].equals(tables["coffee.jpg"])
+    assert not tables["coffee.jpg"].equals(tables["astronaut.jpg"])
+
+
+# ------------------------------------------------- the slider is exact
+
+def test_filtering_a_low_threshold_run_equals_running_at_the_threshold(coco_model, photos):
+    """filter_detections(detect(min 0.1), t) == detect(min t): the slider shows what
+    the network would have found at t, so it never needs to run again."""
+    image = photos["chelsea"]
+    low = coco_model.detect([image], DETECTION_MIN_CONFIDENCE=0.1, IMAGE_MAX_DIM=FAST_SIZE)[0]
+    total = num_detections(low)
+    strict_subsets = 0
+    for threshold in (0.7, 0.95, 0.99):
+        direct = coco_model.detect([image], DETECTION_MIN_CONFIDENCE=threshold,
+                                   IMAGE_MAX_DIM=FAST_SIZE)[0]
+        filtered = filter_detections(low, threshold)
+        for key in ("rois", "class_ids", "scores", "masks"):
+            assert filtered[key].dtype == direct[key].dtype, key
+            np.testing.assert_array_equal(filtered[key], direct[key], err_msg=f"{key} at {threshold}")
+        strict_subsets += 0 < num_detections(direct) < total
+    assert strict_subsets >= 1, "at least one threshold must drop some detections"
