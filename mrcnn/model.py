@@ -14,6 +14,7 @@ Two Keras graphs share one set of layers:
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 
 from mrcnn.anchors import get_anchors
 from mrcnn.config import CocoConfig, Config
+from mrcnn.imaging import to_rgb_array
 from mrcnn.molding import mold, unmold_detections
 
 import tensorflow as tf  # noqa: E402  (after numpy-only imports on purpose)
@@ -64,26 +66,6 @@ class Timings:
                 "unmold": self.unmold}
 
 
-def to_rgb(image) -> np.ndarray:
-    """Accept HxW grayscale, HxWx1, HxWx3 or HxWx4 (alpha dropped), as uint8 RGB."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}.")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.dtype != np.uint8:
-        if image.dtype == np.uint16:
-            image = (image.astype(np.float64) / 257.0).round()
-        elif np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0:
-            image = image * 255.0
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
-
-
 class MaskRCNN:
     """Mask R-CNN in inference mode.
 
@@ -95,6 +77,8 @@ class MaskRCNN:
     def __init__(self, config: Config | None = None):
         self.config = config or CocoConfig()
         self.device = configure_devices()
+        logging.getLogger(__name__).info("Mask R-CNN (%s) runs on %s",
+                                         self.config.BACKBONE, self.device)
         self.last_timings = Timings()
         self._build()
 
@@ -184,7 +168,7 @@ class MaskRCNN:
     def mold_inputs(self, images, config=None):
         """Images -> (molded float32 batch, metas float32, list of MoldedImage)."""
         config = config or self.config
-        molded = [mold(to_rgb(image), config) for image in images]
+        molded = [mold(to_rgb_array(image), config) for image in images]
         shapes = {m.image.shape for m in molded}
         if len(shapes) > 1:
             raise ValueError("Images in one detect() call must mold to the same shape; "

@@ -1,6 +1,5 @@
 """render: palette, labels, overlay blend, outlines, boxes, cut-outs, PNG; results filters."""
 import io
-import time
 
 import numpy as np
 import pytest
@@ -184,29 +183,6 @@ def test_no_detections_returns_copy():
     out = draw_detections(image, result, COCO_CLASS_NAMES)
     np.testing.assert_array_equal(out, image)
     assert not np.shares_memory(out, image)
-
-
-def test_draw_detections_is_fast():
-    rng = np.random.default_rng(0)
-    h, w, n = 768, 1024, 20
-    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    masks = np.zeros((h, w, n), bool)
-    rois = np.zeros((n, 4), np.int32)
-    yy, xx = np.ogrid[:h, :w]
-    for i in range(n):
-        cy, cx, r = rng.integers(120, h - 120), rng.integers(120, w - 120), rng.integers(30, 110)
-        masks[..., i] = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        rois[i] = [cy - r, cx - r, cy + r + 1, cx + r + 1]
-    result = {"rois": rois, "class_ids": rng.integers(1, 81, n).astype(np.int32),
-              "scores": np.sort(rng.random(n).astype(np.float32))[::-1], "masks": masks}
-    draw_detections(image, result, COCO_CLASS_NAMES)  # warm the font cache
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        draw_detections(image, result, COCO_CLASS_NAMES)
-        times.append(time.perf_counter() - start)
-    # budget is ~100 ms; generous margin for a shared CI core
-    assert min(times) < 0.25, f"draw_detections took {min(times) * 1000:.0f} ms"
 
 
 # ------------------------------------------------------------------- cutout
