@@ -165,9 +165,16 @@ class FoldedNetwork:
         return (tf.reshape(probs, [batch, count, classes]),
                 tf.reshape(deltas, [batch, count, classes, 4]))
 
-    def masks(self, boxes, image_meta, feature_maps):
-        """boxes (B, N, 4) -> soft masks (B, N, 28, 28, C)."""
-        pooled = self.roi_align_mask(boxes, image_meta, feature_maps)
+    def masks(self, slots, count, image_meta, feature_maps):
+        """The first ``count`` of the detection slots (B, DETECTION_MAX_INSTANCES, 4)
+        -> soft masks (B, count, 28, 28, C).
+
+        Pyramid levels are computed over all slots, as the reference does, then only
+        the real detections are pooled and run through the head.
+        """
+        levels = self.roi_align_mask.levels(slots, image_meta)[:, :count]
+        boxes = slots[:, :count]
+        pooled = self.roi_align_mask(boxes, image_meta, feature_maps, levels=levels)
         batch, count = tf.shape(boxes)[0], tf.shape(boxes)[1]
         size = tf.shape(pooled)[2]
         x = tf.reshape(pooled, tf.concat([[batch * count], tf.shape(pooled)[2:]], axis=0))

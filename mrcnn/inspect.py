@@ -167,7 +167,7 @@ def inspect_image(model, image) -> Inspection:
     """
     import tensorflow as tf
     from mrcnn.box_ops import apply_box_deltas, clip_boxes, roi_pyramid_level
-    from mrcnn.model import to_rgb
+    from mrcnn.imaging import to_rgb_array as to_rgb
 
     cfg = model.config
     image = to_rgb(image)

@@ -113,10 +113,9 @@ class PyramidROIAlign(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "pool_shape": list(self.pool_shape)}
 
-    def call(self, boxes, image_meta, feature_maps):
-        image_shape = meta_image_shape(image_meta)[0]
-        image_area = tf.cast(image_shape[0] * image_shape[1], tf.float32)
-        levels = roi_pyramid_level(boxes, image_area)            # (B, N)
+    def call(self, boxes, image_meta, feature_maps, levels=None):
+        if levels is None:
+            levels = self.levels(boxes, image_meta)              # (B, N)
         pooled, positions = [], []
         for i, level in enumerate(range(2, 6)):
             ix = tf.where(tf.equal(levels, level))               # (n_level, 2): batch, box
@@ -131,7 +130,21 @@ class PyramidROIAlign(keras.layers.Layer):
                                tf.shape(pooled, out_type=tf.int64)[1:]], axis=0)
         return tf.scatter_nd(positions, pooled, out_shape)
 
-    def compute_output_shape(self, boxes_shape, image_meta_shape, feature_maps_shape):
+    @staticmethod
+    def levels(boxes, image_meta):
+        """Pyramid level (2..5) of each box (B, N, 4) -> (B, N) int32.
+
+        TensorFlow's vectorised float32 log can differ in the last bit from its
+        scalar tail, so a box near a level boundary keeps the reference's level only
+        if it sits at the same position of a tensor of the same length: callers that
+        pool a subset of boxes compute levels on the full tensor and slice.
+        """
+        image_shape = meta_image_shape(image_meta)[0]
+        image_area = tf.cast(image_shape[0] * image_shape[1], tf.float32)
+        return roi_pyramid_level(boxes, image_area)
+
+    def compute_output_shape(self, boxes_shape, image_meta_shape, feature_maps_shape,
+                             levels_shape=None):
         return tuple(boxes_shape[:2]) + self.pool_shape + (feature_maps_shape[0][-1],)
 
 
@@ -172,9 +185,14 @@ def refine_detections(rois, probs, deltas, window, bbox_std_dev, min_confidence,
         gap = max_instances - tf.shape(class_keep)[0]
         return tf.pad(class_keep, [(0, gap)], constant_values=-1)
 
-    nms_keep = tf.map_fn(class_nms, unique_class_ids,
-                         fn_output_signature=tf.TensorSpec([None], tf.int64))
-    nms_keep = tf.reshape(nms_keep, [-1])
+    def all_classes_nms():
+        per_class = tf.map_fn(class_nms, unique_class_ids,
+                              fn_output_signature=tf.TensorSpec([None], tf.int64))
+        return tf.reshape(per_class, [-1])
+
+    # map_fn cannot stack zero results of unknown length: no candidate, nothing kept.
+    nms_keep = tf.cond(tf.size(unique_class_ids) > 0, all_classes_nms,
+                       lambda: tf.zeros([0], tf.int64))
     nms_keep = tf.gather(nms_keep, tf.where(nms_keep > -1)[:, 0])
     keep = tf.sets.intersection(keep[None], nms_keep[None])
     keep = tf.sparse.to_dense(keep)[0]

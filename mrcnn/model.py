@@ -146,10 +146,10 @@ class MaskRCNN:
             return detect_batch(rois, probs, deltas, metas, cfg.BBOX_STD_DEV, min_confidence,
                                 nms_threshold, max_instances)
 
-        @tf.function(input_signature=[spec_boxes, spec_meta, tf.TensorSpec([None, None], tf.int32)]
-                     + [spec_map] * 4)
-        def masks_step(boxes, metas, class_ids, p2, p3, p4, p5):
-            masks = self.folded.masks(boxes, metas, [p2, p3, p4, p5])
+        @tf.function(input_signature=[spec_boxes, tf.TensorSpec([], tf.int32), spec_meta,
+                                      tf.TensorSpec([None, None], tf.int32)] + [spec_map] * 4)
+        def masks_step(slots, count, metas, class_ids, p2, p3, p4, p5):
+            masks = self.folded.masks(slots, count, metas, [p2, p3, p4, p5])
             # (B, N, h, w, C) -> the channel of each detection's own class: (B, N, h, w)
             masks = tf.transpose(masks, [0, 1, 4, 2, 3])
             return tf.gather(masks, class_ids, axis=2, batch_dims=2)
@@ -225,7 +225,7 @@ class MaskRCNN:
         count = int((detections[:, :, 4] > 0).sum(axis=1).max())
         if count:
             masks = masks_step(
-                tf.constant(detections[:, :count, :4]), metas_t,
+                tf.constant(detections[:, :, :4]), tf.constant(count, tf.int32), metas_t,
                 tf.constant(detections[:, :count, 4].astype(np.int32)), p2, p3, p4, p5).numpy()
         else:
             masks = np.zeros((len(images), 0) + tuple(config.MASK_SHAPE), np.float32)

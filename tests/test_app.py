@@ -175,13 +175,14 @@ def test_bad_uploads_get_specific_messages_and_app_keeps_working(app_env, photos
     good = jpeg(photos["chelsea"])
     huge = io.BytesIO()
     Image.new("1", (10_000, 5_000)).save(huge, format="PNG")    # 50 MP, a few kB
-    at = open_app()
-    at.file_uploader(key="uploads").set_value([
+    bad = [
         ("broken.jpg", good[: len(good) // 2], "image/jpeg"),
         ("report.png", b"%PDF-1.4\n% not an image\n", "image/png"),
         ("empty.jpg", b"", "image/jpeg"),
         ("huge.png", huge.getvalue(), "image/png"),
-    ])
+    ]
+    at = open_app()
+    at.file_uploader(key="uploads").set_value(bad)
     at.run()
     assert_healthy(at)
     errors = error_texts(at)
@@ -196,7 +197,7 @@ def test_bad_uploads_get_specific_messages_and_app_keeps_working(app_env, photos
     assert "selected_image" not in at.session_state
 
     # A good upload next to the bad ones works; alone, no error is left.
-    at.file_uploader(key="uploads").upload("chelsea.jpg", good, "image/jpeg")
+    at.file_uploader(key="uploads").set_value(bad + [("chelsea.jpg", good, "image/jpeg")])
     at.run()
     assert_healthy(at)
     assert object_count(at) > 0 and len(error_texts(at)) == 4

@@ -40,7 +40,7 @@ def test_every_stage_matches_the_keras_layers(small_model, photos):
     np.testing.assert_allclose(deltas.numpy(), ref_deltas, atol=1e-4)
     # Same boxes in, same 28x28 masks out (the reference runs all padded slots).
     boxes = outputs[0].numpy()[:, :, :4]
-    masks = net.masks(tf.constant(boxes), tf.constant(metas), folded_p[:4]).numpy()
+    masks = net.masks(tf.constant(boxes), boxes.shape[1], tf.constant(metas), folded_p[:4]).numpy()
     np.testing.assert_allclose(masks, outputs[3].numpy(), atol=1e-4)
 
 
