@@ -61,16 +61,18 @@ def serve_url() -> str | None:
     return os.environ.get("MRCNN_SERVE_URL") or None
 
 
-def make_backend(model_loader=None, url: str | None = None) -> Backend:
+def make_backend(model_loader=None, url: str | None = None, token: str | None = None) -> Backend:
     """The service client when a URL is configured, else the in-process model.
 
     ``model_loader`` is a zero-argument callable returning a loaded ``MaskRCNN``
-    (the app passes its cached loader).
+    (the app passes its cached loader). ``url`` and ``token`` default to
+    ``$MRCNN_SERVE_URL`` and ``$MRCNN_SERVE_TOKEN`` (the app also reads them from
+    Streamlit secrets and passes them in).
     """
     url = url or serve_url()
     if url:
         from mrcnn.serve_client import ServeBackend
-        return ServeBackend(url)
+        return ServeBackend(url, token=token)
     if model_loader is None:
         from mrcnn.model import load_model
         model_loader = load_model

@@ -6,11 +6,17 @@ One deployment, ``MaskRCNN``, answers HTTP itself (raw Starlette requests):
   deployment, else 503; the JSON says how many replicas run and on what device.
 - ``POST /detect``: the body is an uploaded image file (anything
   ``mrcnn.imaging.decode_image`` reads, EXIF orientation applied). Query
-  parameters ``min_confidence`` (default: the config's), ``nms_threshold`` and
-  ``max_instances``. The answer is ``{"image_size", "device", "replica",
+  parameters ``min_confidence`` (default: the config's), ``nms_threshold``,
+  ``max_instances``, ``image_min_dim`` and ``image_max_dim`` (the engine's
+  run-time settings). The answer is ``{"image_size", "device", "replica",
   "batch_size", "input_shape", "timings_ms", "detections"}``, the detections
   exactly as ``mrcnn.export.detections_json`` writes them (box ``[y1, x1, y2,
   x2]`` in original pixels, COCO compressed RLE mask, best score first).
+- Anything else: 404. Errors are ``{"error": "<one sentence>"}``: 400 for a
+  body that is not a readable image or a bad parameter, 413 for a body over
+  ``max_body_bytes`` (checked before it is read) or an image over
+  ``max_pixels`` (checked from its header, before decoding), 401 without
+  ``Authorization: Bearer $MRCNN_SERVE_TOKEN`` when that variable is set.
 
 Requests that reach a replica together run through the network as one batch
 (``serve.batch``; ``max_batch_size`` and ``batch_wait_timeout_s`` come from the
@@ -59,9 +65,10 @@ DEPLOYMENT_NAME = "MaskRCNN"
 DEFAULT_CONFIG = "mrcnn.config:CocoConfig"
 DEFAULT_BATCHING = {"max_batch_size": 4, "batch_wait_timeout_s": 0.02}
 
-# Environment for a Ray that lives on this machine only: Ray then advertises and
-# binds 127.0.0.1 (it otherwise picks the address of the default route) and sends
-# no usage statistics. Both are read when Ray is first imported.
+# Environment for a Ray that lives on this machine only: Ray's single-machine mode
+# (its default on macOS and Windows) advertises and binds 127.0.0.1 instead of
+# the address of the default route; and no usage statistics are sent. Both are
+# read when Ray is first imported.
 LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 # POST /detect's query parameters, and the config settings they override.
@@ -92,7 +99,8 @@ class ServiceSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(args) - known)
         if unknown:
-            raise ValueError(f"Unknown service argument(s) {unknown}; expected some of {sorted(known)}.")
+            raise ValueError(f"Unknown service argument(s) {unknown}; "
+                             f"expected some of {sorted(known)}.")
         settings = cls(**args)
         if int(settings.max_body_bytes) <= 0 or int(settings.max_pixels) <= 0:
             raise ValueError("max_body_bytes and max_pixels must be positive.")
@@ -201,6 +209,7 @@ class MaskRCNNServer:
     """
 
     def __init__(self, settings: dict):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # before TensorFlow is imported
         from ray import serve
         from mrcnn.model import MaskRCNN
         from mrcnn.weights import check_weights_file, default_weights_path
@@ -239,17 +248,14 @@ class MaskRCNNServer:
         batching = {**DEFAULT_BATCHING, **(user_config or {})}
         unknown = sorted(set(batching) - set(DEFAULT_BATCHING))
         if unknown:
-            raise ValueError(f"Unknown user_config key(s) {unknown}; expected {sorted(DEFAULT_BATCHING)}.")
+            raise ValueError(f"Unknown user_config key(s) {unknown}; "
+                             f"expected {sorted(DEFAULT_BATCHING)}.")
         size, wait = int(batching["max_batch_size"]), float(batching["batch_wait_timeout_s"])
         if size < 1 or wait < 0:
             raise ValueError("max_batch_size must be >= 1 and batch_wait_timeout_s >= 0.")
         self._batched_detect.set_max_batch_size(size)
         self._batched_detect.set_batch_wait_timeout_s(wait)
         self.batching = {"max_batch_size": size, "batch_wait_timeout_s": wait}
-
-    async def check_health(self):
-        if self.model is None:
-            raise RuntimeError("the model is not loaded")
 
     # ------------------------------------------------------------------ HTTP
     async def __call__(self, request):
@@ -287,7 +293,7 @@ class MaskRCNNServer:
 
     async def _health(self):
         replicas, target, healthy = await asyncio.to_thread(self._deployment_replicas)
-        payload = {"status": "ok" if healthy else "starting", "replicas": replicas,
+        payload = {"status": "ok" if healthy else "not ready", "replicas": replicas,
                    "target_replicas": target, "device": self.device, "replica": self.replica,
                    **self.batching}
         if healthy:
@@ -335,19 +341,32 @@ class MaskRCNNServer:
                 "detections": detections}
 
     def _parse_query(self, params) -> dict:
+        """Query parameters -> ``detect()`` overrides, each checked against the config."""
         unknown = sorted(set(params) - set(QUERY_SETTINGS))
         if unknown:
             raise _BadRequest(400, f"Unknown query parameter(s) {unknown}; "
                                    f"allowed: {', '.join(QUERY_SETTINGS)}.")
-        limit = int(self.model.config.DETECTION_MAX_INSTANCES)
-        parsers = {"min_confidence": lambda text: _fraction(text, 0.0),
-                   "nms_threshold": lambda text: _fraction(text, 1e-9),
-                   "max_instances": lambda text: _whole(text, 1, limit)}
-        try:
-            return {QUERY_SETTINGS[name]: parsers[name](params[name]) for name in params}
-        except ValueError:
-            raise _BadRequest(400, "min_confidence and nms_threshold must be numbers from 0 to 1 "
-                                   f"and max_instances a whole number from 1 to {limit}.") from None
+        config = self.model.config
+        largest = int(config.IMAGE_MAX_DIM)
+        step = 64 if config.IMAGE_RESIZE_MODE == "square" else 1
+        rules = {   # name -> (parser, what the client is told)
+            "min_confidence": (lambda t: _number(t, float, 0.0, 1.0), "a number from 0 to 1"),
+            "nms_threshold": (lambda t: _number(t, float, 0.01, 1.0), "a number from 0.01 to 1"),
+            "max_instances": (lambda t: _number(t, int, 1, int(config.DETECTION_MAX_INSTANCES)),
+                              f"a whole number from 1 to {config.DETECTION_MAX_INSTANCES}"),
+            "image_min_dim": (lambda t: _number(t, int, 0, largest),
+                              f"a whole number from 0 to {largest}"),
+            "image_max_dim": (lambda t: _number(t, int, step, largest, step),
+                              f"a multiple of {step} from {step} to {largest}"),
+        }
+        overrides = {}
+        for name, text in params.items():
+            parse, allowed = rules[name]
+            try:
+                overrides[QUERY_SETTINGS[name]] = parse(text)
+            except ValueError:
+                raise _BadRequest(400, f"{name} must be {allowed}, not {text!r}.") from None
+        return overrides
 
     async def _read_body(self, request) -> bytes:
         limit = int(self.settings.max_body_bytes)
@@ -410,16 +429,10 @@ def class_names_for(config: Config) -> list[str]:
     return ["BG"] + [f"class {i}" for i in range(1, config.NUM_CLASSES)]
 
 
-def _fraction(text: str, lowest: float) -> float:
-    value = float(text)
-    if not lowest <= value <= 1.0:
-        raise ValueError(text)
-    return value
-
-
-def _whole(text: str, lowest: int, highest: int) -> int:
-    value = int(text)
-    if not lowest <= value <= highest:
+def _number(text: str, kind, lowest, highest, multiple_of: int = 1):
+    """``kind(text)`` if it lies in [lowest, highest] (and is a multiple), else ValueError."""
+    value = kind(text)
+    if not lowest <= value <= highest or (multiple_of > 1 and value % multiple_of):
         raise ValueError(text)
     return value
 
@@ -477,15 +490,19 @@ def make_deployment(*, replicas: int = 1, min_replicas: int | None = None,
     return serve.deployment(MaskRCNNServer, **options)
 
 
-def build_app(args: dict | None = None, **deployment_options):
-    """The Serve application; ``import_path: mrcnn.serve:build_app`` in a Serve config.
-
-    ``args`` are :class:`ServiceSettings` fields (a Serve config's ``args:``);
-    ``deployment_options`` go to :func:`make_deployment` (a Serve config sets
-    them under ``deployments:`` instead).
-    """
+def make_app(args: dict | None = None, **deployment_options):
+    """The Serve application: ``args`` are :class:`ServiceSettings` fields,
+    ``deployment_options`` go to :func:`make_deployment`."""
     settings = ServiceSettings.from_args(args)
     return make_deployment(**deployment_options).bind(asdict(settings))
+
+
+def build_app(args: dict):
+    """``import_path: mrcnn.serve:build_app`` in a Serve config (Serve passes ``args:``).
+
+    A Serve config sets replicas, resources and batching under ``deployments:``.
+    """
+    return make_app(args)
 
 
 # ------------------------------------------------------------------- local Ray
@@ -500,7 +517,8 @@ def start_local_ray(num_cpus: float | None = None, namespace: str = APP_NAME, **
     already_imported = "ray" in sys.modules
     os.environ.update(LOCAL_RAY_ENV)
     import ray
-    ray.init(num_cpus=num_cpus, namespace=namespace, include_dashboard=False,
+    # address="local": a new Ray here even when `ray start` left a cluster running.
+    ray.init(address="local", num_cpus=num_cpus, namespace=namespace, include_dashboard=False,
              **init_kwargs)
     node_ip = ray.util.get_node_ip_address()
     if node_ip not in ("127.0.0.1", "::1", "localhost"):
@@ -551,7 +569,8 @@ def _parse_args(argv):
     parser.add_argument("--num-cpus", type=float,
                         help="CPUs per replica (default: this machine's cores / replicas)")
     parser.add_argument("--num-gpus", type=float,
-                        help="GPUs per replica (default: 1 where Ray sees GPUs, else 0)")
+                        help="GPUs per replica (default: 1 where Ray sees enough GPUs, "
+                             "a share of them when replicas outnumber them, else 0)")
     parser.add_argument("--max-batch-size", type=int, default=DEFAULT_BATCHING["max_batch_size"])
     parser.add_argument("--batch-wait-ms", type=float,
                         default=DEFAULT_BATCHING["batch_wait_timeout_s"] * 1000.0)
@@ -567,6 +586,10 @@ def _parse_args(argv):
     if args.max_replicas is not None and args.min_replicas is None:
         args.min_replicas = 1
     return args
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
@@ -595,20 +618,20 @@ def main(argv=None) -> int:
 
     replicas = args.min_replicas or args.replicas
     num_gpus = args.num_gpus
-    if num_gpus is None:
-        num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    if num_gpus is None:    # a GPU each; replicas share when there are more of them than GPUs
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        num_gpus = min(1.0, gpus / max(1, args.max_replicas or replicas)) if gpus else 0.0
     num_cpus = args.num_cpus
     if num_cpus is None:
         num_cpus = max(0.5, (os.cpu_count() or 1) // max(1, replicas)) if local else 2.0
     env_vars = {} if local else {k: os.environ[k] for k in (TOKEN_ENV, "MRCNN_WEIGHTS")
                                   if os.environ.get(k)}
-    app = build_app(asdict(settings), replicas=args.replicas, min_replicas=args.min_replicas,
+    app = make_app(asdict(settings), replicas=args.replicas, min_replicas=args.min_replicas,
                     max_replicas=args.max_replicas, num_cpus=num_cpus, num_gpus=num_gpus,
                     max_batch_size=args.max_batch_size,
                     batch_wait_timeout_s=args.batch_wait_ms / 1000.0, env_vars=env_vars)
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, _interrupt)         # stop cleanly while starting, too
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name=args.name, route_prefix="/")
@@ -617,8 +640,11 @@ def main(argv=None) -> int:
         print(f"Mask R-CNN service ready at http://{probe_host}:{args.port} "
               f"({health['replicas']} replica(s), {health['device']}); Ctrl-C stops it.",
               flush=True)
-        while not stop.wait(1.0):
-            pass
+        stopping = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.append(signum))
+        while not stopping:
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:

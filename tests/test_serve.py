@@ -1,0 +1,453 @@
+"""The Ray Serve front end (``mrcnn.serve``) and its client (``mrcnn.serve_client``).
+
+The service tests share one deployment on a Ray started here on 127.0.0.1
+(dashboard off, no usage statistics): two replicas of the small network with
+the generated weights of ``small_model``, half a CPU each, a bearer token,
+small body and pixel limits. Every answer is checked against ``detect()`` on
+the in-process model with the same weights, one image at a time, with
+``detections_difference`` (float32 rounding of oneDNN kernels depends on the
+batch size and thread count; its docstring says what may differ). That
+batching itself changes no bit once those kernels are off is checked in a
+subprocess with ``TF_ENABLE_ONEDNN_OPTS=0``. The test that kills a replica
+runs last. The config and client tests need no Ray at all.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import struct
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from mrcnn.backend import InProcessBackend, make_backend
+from mrcnn.export import detections_json
+from mrcnn.serve import (DEPLOYMENT_NAME, LOCAL_RAY_ENV, ServiceSettings, build_config,
+                         class_names_for, config_overrides_of, make_app, wait_until_healthy)
+from mrcnn.serve_client import (RetryPolicy, ServeBackend, ServeError, detections_difference,
+                                encode_png)
+
+from conftest import small_config
+
+# Before anything imports Ray (the schema tests do): Ray on 127.0.0.1 only, no usage stats.
+os.environ.update(LOCAL_RAY_ENV)
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-7f3a"
+MAX_BODY = 2_000_000
+MAX_PIXELS = 1_000_000
+APP = "mrcnn-test"
+
+
+# ------------------------------------------------------------- no Ray needed
+
+def _serve_schema():
+    from ray.serve.schema import ServeDeploySchema
+    return ServeDeploySchema
+
+
+def _check_application(app_config: dict):
+    """The application builds from its arguments, as Serve builds it (one argument)."""
+    import inspect
+    from ray.serve.deployment import Application
+    from mrcnn.serve import build_app
+    assert app_config["import_path"] == "mrcnn.serve:build_app"
+    assert len(inspect.signature(build_app).parameters) == 1
+    assert isinstance(build_app(app_config.get("args") or {}), Application)
+    deployment = app_config["deployments"][0]
+    assert deployment["name"] == DEPLOYMENT_NAME
+    assert set(deployment["user_config"]) == {"max_batch_size", "batch_wait_timeout_s"}
+
+
+def test_serve_config_matches_ray_schema():
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    schema = _serve_schema().model_validate(config)
+    assert schema.http_options.host == "127.0.0.1"
+    assert [app.name for app in schema.applications] == ["mrcnn"]
+    _check_application(config["applications"][0])
+
+
+def test_rayservice_manifest_serve_config_matches_ray_schema():
+    manifest = yaml.safe_load((ROOT / "deploy" / "rayservice.yaml").read_text())
+    assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayService")
+    serve_config = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    schema = _serve_schema().model_validate(serve_config)
+    app = serve_config["applications"][0]
+    _check_application(app)
+    assert app["deployments"][0]["ray_actor_options"]["num_gpus"] == 1
+    workers = manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    container = workers[0]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    env = {e["name"] for e in container["env"]}
+    assert {"MRCNN_WEIGHTS", "MRCNN_SERVE_TOKEN"} <= env
+    assert schema.http_options.host == "0.0.0.0"   # inside the pod network, behind the token
+
+
+def test_config_overrides_rebuild_the_same_config():
+    small = small_config()
+    rebuilt = build_config("mrcnn.config:Config", config_overrides_of(small))
+    assert rebuilt.to_dict().keys() == small.to_dict().keys()
+    for key, value in small.to_dict().items():
+        assert np.array_equal(np.asarray(getattr(rebuilt, key)), np.asarray(value)), key
+    coco = build_config("mrcnn.config:CocoConfig", {"IMAGE_MAX_DIM": 640, "MEAN_PIXEL": [1, 2, 3]})
+    assert coco.IMAGE_SHAPE.tolist() == [640, 640, 3] and coco.MEAN_PIXEL.dtype == np.float64
+    with pytest.raises(ValueError, match="NOT_A_SETTING"):
+        build_config("mrcnn.config:Config", {"NOT_A_SETTING": 1})
+    with pytest.raises(ValueError, match="Unknown service argument"):
+        ServiceSettings.from_args({"weight": "typo.h5"})
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """503 for the first ``failures`` POSTs, then a valid empty answer; 413 for /big."""
+    failures = 2
+    posts = 0
+
+    def do_POST(self):
+        type(self).posts += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path.startswith("/big"):
+            return self._send(413, {"error": "The upload is too large."})
+        if type(self).posts <= self.failures:
+            return self._send(503, {"error": "busy"})
+        self._send(200, {"image_size": [4, 6], "device": "CPU", "replica": "r1",
+                         "timings_ms": {"network": 5.0, "total": 7.0}, "detections": []})
+
+    def _send(self, status, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_client_retries_5xx_with_backoff_and_not_4xx():
+    _Flaky.posts, _Flaky.failures = 0, 2
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        backend = ServeBackend(url, token="", retry=RetryPolicy(attempts=4, backoff_s=0.01))
+        run = backend.detect(np.zeros((4, 6, 3), np.uint8))
+        assert run.extra["attempts"] == 3 and backend.retries == 2
+        assert run.result["masks"].shape == (4, 6, 0) and run.result["rois"].shape == (0, 4)
+        assert run.timings["network"] == pytest.approx(0.005) and run.backend == url
+        with pytest.raises(ServeError, match="too large") as refused:
+            ServeBackend(url + "/big", token="").detect(np.zeros((4, 6, 3), np.uint8))
+        assert refused.value.status == 413
+        _Flaky.posts, _Flaky.failures = 0, 10
+        with pytest.raises(ServeError, match="did not answer after 3 attempt"):
+            ServeBackend(url, token="", retry=RetryPolicy(attempts=3, backoff_s=0.01)).detect(
+                np.zeros((4, 6, 3), np.uint8))
+        with pytest.raises(ValueError, match="cannot change"):
+            backend.detect(np.zeros((4, 6, 3), np.uint8), POST_NMS_ROIS_INFERENCE=10)
+    finally:
+        server.shutdown()
+
+
+BIT_FOR_BIT = """
+import sys, numpy as np, skimage.data
+sys.path.insert(0, sys.argv[1])
+from conftest import small_config
+from mrcnn.model import MaskRCNN
+model = MaskRCNN(small_config()).load_weights(sys.argv[2])
+images = [skimage.data.astronaut()[:300], skimage.data.coffee(), skimage.data.chelsea()]
+together = model.detect(images)
+for image, batched in zip(images, together):
+    alone = model.detect([image])[0]
+    assert len(alone["scores"]) > 0
+    for key in ("rois", "class_ids", "scores", "masks"):
+        assert np.array_equal(alone[key], batched[key]), key
+print("identical")
+"""
+
+
+def test_batched_detect_is_bit_for_bit_one_by_one_without_onednn(small_model):
+    """With oneDNN's batch-size-dependent kernels off, batching changes no bit."""
+    import subprocess
+    import sys
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", BIT_FOR_BIT, str(ROOT / "tests"),
+                           str(small_model.weights_path)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "identical" in done.stdout, done.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- the service
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(small_model):
+    """Two replicas on a local Ray; Ray and Serve are shut down afterwards."""
+    from mrcnn.serve import start_local_ray
+    ray = start_local_ray(num_cpus=2, namespace=f"mrcnn-test-{_free_port()}")
+    from ray import serve
+    port = _free_port()
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = make_app(
+            {"config": "mrcnn.config:Config",
+             "config_overrides": config_overrides_of(small_model.config),
+             "weights": str(small_model.weights_path),
+             "max_body_bytes": MAX_BODY, "max_pixels": MAX_PIXELS},
+            replicas=2, num_cpus=0.5, max_batch_size=4, batch_wait_timeout_s=0.1,
+            env_vars={"MRCNN_SERVE_TOKEN": TOKEN})
+        serve.run(app, name=APP, route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, timeout_s=180, token=TOKEN)
+        yield url
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def expected(small_model):
+    """Detections of the in-process model for an image, as the API writes them (cached)."""
+    names = class_names_for(small_model.config)
+    cache = {}
+
+    def answer(image, **settings):
+        key = (image.tobytes(), image.shape, tuple(sorted(settings.items())))
+        if key not in cache:
+            cache[key] = detections_json(small_model.detect([image], **settings)[0], names,
+                                         image.shape[:2])
+        return cache[key]
+    return answer
+
+
+def _post(url, body, path="/detect", token=TOKEN, **params):
+    import httpx
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(url + path, content=body, params=params, headers=headers, timeout=120)
+
+
+def _encode(image, fmt, **save):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+def _jpeg_rotated_by_exif(image) -> bytes:
+    """A JPEG stored sideways with EXIF orientation 6 (display: rotate 90 clockwise)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encode(np.ascontiguousarray(np.rot90(image, 1)), "JPEG", quality=90, exif=exif)
+
+
+def test_healthz_reports_every_replica(service):
+    import httpx
+    answer = httpx.get(service + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200
+    health = answer.json()
+    assert health["replicas"] == health["target_replicas"] == 2
+    assert health["device"].startswith("CPU (1 of") and health["max_batch_size"] == 4
+
+
+def test_detect_equals_in_process_for_real_photos(service, photos, expected):
+    from mrcnn.imaging import decode_image
+    uploads = {"astronaut.png": _encode(photos["astronaut"], "PNG"),
+               "chelsea-sideways.jpg": _jpeg_rotated_by_exif(photos["chelsea"]),
+               "coffee.webp": _encode(photos["coffee"], "WEBP", lossless=True)}
+    for name, body in uploads.items():
+        image = decode_image(body)           # what the app would get from this upload
+        answer = _post(service, body)
+        assert answer.status_code == 200, (name, answer.text)
+        payload = answer.json()
+        assert payload["image_size"] == list(image.shape[:2]), name
+        assert payload["detections"], name
+        assert detections_difference(expected(image), payload["detections"]) is None, name
+        assert set(payload["timings_ms"]) >= {"decode", "queue", "network", "masks", "total"}
+    assert list(decode_image(uploads["chelsea-sideways.jpg"]).shape[:2]) == [300, 451]
+    scores = [d["score"] for d in payload["detections"]]
+    assert scores == sorted(scores, reverse=True)
+
+    image = photos["astronaut"]
+    answer = _post(service, uploads["astronaut.png"], min_confidence=0.9, max_instances=3)
+    assert answer.status_code == 200
+    assert detections_difference(expected(image, DETECTION_MIN_CONFIDENCE=0.9,
+                                          DETECTION_MAX_INSTANCES=3),
+                                 answer.json()["detections"]) is None
+
+
+async def _post_all(url, bodies, concurrency=None):
+    import httpx
+    limit = asyncio.Semaphore(concurrency or len(bodies))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(timeout=180, headers=headers) as client:
+        async def one(body):
+            async with limit:
+                return await client.post(url + "/detect", content=body)
+        return await asyncio.gather(*(one(body) for body in bodies))
+
+
+def test_requests_arriving_together_run_as_one_batch_with_identical_results(
+        service, photos, expected):
+    images = [photos[name] for name in ("astronaut", "chelsea", "coffee")] * 2
+    answers = asyncio.run(_post_all(service, [encode_png(image) for image in images]))
+    assert [a.status_code for a in answers] == [200] * len(images)
+    payloads = [a.json() for a in answers]
+    assert max(p["batch_size"] for p in payloads) > 1, [p["batch_size"] for p in payloads]
+    for image, payload in zip(images, payloads):
+        assert detections_difference(expected(image), payload["detections"]) is None
+
+
+def _distinct_images(photos, count):
+    """``count`` different crops of the photos, each with its own detections."""
+    sources = list(photos.values())
+    images = []
+    for i in range(count):
+        photo = sources[i % len(sources)]
+        top, left = 9 * (i // len(sources)), 13 * (i // len(sources))
+        images.append(np.ascontiguousarray(photo[top:top + 220 + 5 * i, left:left + 260]))
+    return images
+
+
+def test_sixteen_concurrent_clients_each_get_their_own_answer(service, photos, expected):
+    images = _distinct_images(photos, 16)
+    wanted = [expected(image) for image in images]
+    assert len({json.dumps(w) for w in wanted}) == 16      # any mix-up would show
+    answers = asyncio.run(_post_all(service, [encode_png(image) for image in images]))
+    replicas = set()
+    for image, want, answer in zip(images, wanted, answers):
+        assert answer.status_code == 200, answer.text
+        payload = answer.json()
+        assert payload["image_size"] == list(image.shape[:2])
+        assert detections_difference(want, payload["detections"]) is None
+        replicas.add(payload["replica"])
+    assert len(replicas) == 2
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that claims width x height pixels (a decompression bomb's header)."""
+    def chunk(kind, data):
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * 4096, 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
+            + chunk(b"IEND", b""))
+
+
+def test_bad_requests_get_clear_answers_and_the_service_goes_on(service, photos, expected):
+    import httpx
+    png = encode_png(photos["chelsea"])
+    cases = {
+        "no token": (_post(service, png, token=None), 401),
+        "wrong token": (_post(service, png, token="guess"), 401),
+        "not an image": (_post(service, b"this is not an image at all"), 400),
+        "empty body": (_post(service, b""), 400),
+        "truncated png": (_post(service, png[: len(png) // 2]), 400),
+        "body over the limit": (_post(service, b"\0" * (MAX_BODY + 1)), 413),
+        "decompression bomb": (_post(service, _png_header_only(60_000, 60_000)), 413),
+        "too many pixels": (_post(service, encode_png(np.zeros((1100, 1000, 3), np.uint8))), 413),
+        "bad threshold": (_post(service, png, min_confidence="lots"), 400),
+        "bad input size": (_post(service, png, image_max_dim=300), 400),
+        "unknown parameter": (_post(service, png, min_confidense=0.5), 400),
+        "unknown path": (_post(service, png, path="/predict"), 404),
+        "wrong method": (httpx.get(service + "/detect",
+                                   headers={"Authorization": f"Bearer {TOKEN}"}), 405),
+    }
+    for case, (answer, status) in cases.items():
+        assert answer.status_code == status, (case, answer.text)
+        error = answer.json()["error"]
+        assert error.endswith(".") and "\n" not in error and "Traceback" not in error, (case, error)
+    assert cases["no token"][0].headers["www-authenticate"] == "Bearer"
+
+    answer = _post(service, png)
+    assert answer.status_code == 200
+    assert detections_difference(expected(photos["chelsea"]), answer.json()["detections"]) is None
+    assert wait_until_healthy(service, timeout_s=10, token=TOKEN)["replicas"] == 2
+
+
+def test_app_backend_from_MRCNN_SERVE_URL_matches_in_process(service, small_model, photos,
+                                                            monkeypatch):
+    monkeypatch.setenv("MRCNN_SERVE_URL", service)
+    monkeypatch.setenv("MRCNN_SERVE_TOKEN", TOKEN)
+    served = make_backend(model_loader=lambda: pytest.fail("the model must not load in-process"))
+    assert isinstance(served, ServeBackend)
+    info = served.describe()
+    assert info["backend"] == service and info["replicas"] == 2 and info["device"].startswith("CPU")
+    local = InProcessBackend(small_model)
+    names = class_names_for(small_model.config)
+    settings = {"DETECTION_MIN_CONFIDENCE": 0.6, "DETECTION_NMS_THRESHOLD": 0.4,
+                "DETECTION_MAX_INSTANCES": 15, "IMAGE_MAX_DIM": 192}
+    for image in (photos["astronaut"], photos["coffee"]):
+        remote_run, local_run = served.detect(image, **settings), local.detect(image, **settings)
+        remote, here = remote_run.result, local_run.result
+        assert len(here["scores"]) > 0
+        for key in ("rois", "class_ids", "scores", "masks"):
+            assert (remote[key].dtype, remote[key].shape) == (here[key].dtype, here[key].shape), key
+        assert detections_difference(detections_json(here, names),
+                                     detections_json(remote, names)) is None
+        assert remote_run.input_shape == local_run.input_shape == (192, 192)
+        assert remote_run.backend == service and remote_run.device == info["device"]
+    with pytest.raises(ServeError, match="pixels") as refused:
+        served.detect(np.zeros((1100, 1000, 3), np.uint8))
+    assert refused.value.status == 413
+    served.close()
+
+
+def _replica_actor_names(ray):
+    return {a["name"].rsplit("#", 1)[1]: a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(f"SERVE_REPLICA::{APP}#")}
+
+
+def test_killed_replica_is_replaced_and_its_requests_retried(service, photos, expected):
+    """Runs last: it kills one of the two replicas while both are busy."""
+    import ray
+    images = _distinct_images(photos, 8)
+    wanted = [expected(image) for image in images]
+    backend = ServeBackend(service, token=TOKEN)
+    runs, failures = [None] * len(images), []
+
+    def client(i):
+        try:
+            runs[i] = backend.detect(images[i])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(repr(exc))
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(images))]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)                     # both replicas are in the middle of a batch
+    before = _replica_actor_names(ray)
+    victim = sorted(before)[0]
+    ray.kill(ray.get_actor(before[victim], namespace="serve"), no_restart=True)
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not failures, failures
+    for want, run in zip(wanted, runs):
+        assert detections_difference(want, run.extra["detections"]) is None
+        assert run.extra["replica"] != victim or run.extra["attempts"] == 1
+    assert backend.retries >= 1, "the killed replica had requests in flight"
+
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        names = _replica_actor_names(ray)
+        if victim not in names and len(names) == 2:
+            break
+        time.sleep(1.0)
+    else:
+        pytest.fail(f"the killed replica {victim} was not replaced: {sorted(names)}")
+    health = wait_until_healthy(service, timeout_s=120, token=TOKEN)
+    assert health["replicas"] == 2
+    assert detections_difference(wanted[0], backend.detect(images[0]).extra["detections"]) is None
