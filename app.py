@@ -9,10 +9,14 @@ How the page stays fast and exact:
   shared by every visitor; ``mrcnn.backend`` serialises the calls with a lock,
   so visitors queue instead of failing.
 - The network runs once per (image, advanced settings) at confidence
-  ``DETECT_THRESHOLD`` and that run is cached (``st.cache_data``, keyed by the
-  image's SHA-256, computed once per upload). The confidence slider and the
-  class filter only filter that run: the same result the network gives at the
-  slider's value (``tests/test_app.py`` proves it), without running it again.
+  ``DETECT_THRESHOLD``, and that run is cached (keyed by the image's SHA-256,
+  computed once per upload, the settings and the model). The confidence slider
+  and the class filter only filter that run with ``kept_indices`` (what ``filter_detections`` keeps): the
+  same result the network gives at the slider's value (``tests/test_app.py``
+  proves it), without running it again. ``benchmarks/app_render.py`` times
+  the re-render.
+- Each object keeps its colour (``palette`` indexed by its place in the run)
+  in the overlay, the table and the gallery, whatever the filters.
 - What a visitor chose lives in their own ``st.session_state``:
   ``"selected_image"`` (RGB ``uint8`` array, the size the detections refer to)
   and ``"selected_image_name"`` are read by the teaching pages in ``pages/``.
@@ -24,25 +28,27 @@ the Ray Serve deployment instead of a model in this process.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import io
 import json
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mrcnn.backend import make_backend, serve_url
+from mrcnn.backend import DetectionRun, make_backend, serve_url
 from mrcnn.classes import COCO_CLASS_NAMES
 from mrcnn.config import CocoConfig
 from mrcnn.export import coco_results, cutouts_zip
 from mrcnn.imaging import SUPPORTED_EXTENSIONS, ImageDecodeError, decode_image, fit_within
 from mrcnn.render import cutout, draw_detections, label_text, palette, to_png_bytes
-from mrcnn.results import filter_detections, mask_areas, num_detections
+from mrcnn.results import (PER_DETECTION_KEYS, kept_indices, mask_areas, num_detections,
+                           take_masks)
 from mrcnn.samples import SAMPLES
 from mrcnn.weights import (WEIGHTS_FILENAME, WEIGHTS_SIZE, WEIGHTS_URL, WeightsError,
                            WeightsFileError, check_weights_file, default_weights_path,
@@ -66,9 +72,13 @@ THUMBNAIL_SIDE = 240
 CLASS_NAMES = list(COCO_CLASS_NAMES)
 
 PAGE_STYLE = """<style>
-.st-key-samples [data-testid='stImage'] img {aspect-ratio: 1 / 1; object-fit: cover; border-radius: 8px;}
+.st-key-samples [data-testid='stImage'] img {aspect-ratio: 1 / 1; object-fit: cover;
+  border-radius: 8px;}
+.st-key-samples button {padding-left: 0.25rem; padding-right: 0.25rem;}
+.st-key-samples button p {font-size: 0.85rem;}
 .st-key-run_details [data-testid='stMetricValue'] {font-size: 1.6rem;}
-.st-key-gallery [data-testid='stImage'] img {border-radius: 6px; max-height: 220px; object-fit: contain;
+.st-key-gallery [data-testid='stImage'] img {border-radius: 6px; width: 100% !important;
+  height: 150px; object-fit: scale-down;
   background: repeating-conic-gradient(#e8ebf0 0 25%, #ffffff 0 50%) 0 0 / 16px 16px;}
 </style>"""
 
@@ -167,7 +177,13 @@ def shared_backend(weights_path: str, url: str | None):
     def load():
         from mrcnn.model import load_model
         return load_model(weights_path, CocoConfig())
-    return make_backend(model_loader=load, url=url)
+    backend = make_backend(model_loader=load, url=url)
+    # After every run Streamlit calls keras.backend.clear_session(), which ends in
+    # a full gc.collect(): walking TensorFlow's and the model's millions of
+    # long-lived objects took ~0.3 s per slider move. Freezing them once moves
+    # them out of the collector's sight (they live as long as the process).
+    gc.freeze()
+    return backend
 
 
 def weights_panel(path: Path, problem: str) -> None:
@@ -187,7 +203,7 @@ def weights_panel(path: Path, problem: str) -> None:
             percent = int(100 * done / total) if total else 0
             if percent != shown["percent"] or not total:
                 shown["percent"] = percent
-                size = f"{done / 1e6:.0f} of {total / 1e6:.0f} MB" if total else f"{done / 1e6:.0f} MB"
+                size = f"{done / 1e6:.0f} MB" + (f" of {total / 1e6:.0f} MB" if total else "")
                 bar.progress(min(percent, 100) / 100, text=f"Downloading… {size}")
 
         try:
@@ -279,7 +295,7 @@ def sync_pick() -> None:
 
 def input_area() -> list[Picture]:
     """Uploader, camera and sample row; returns every readable picture, newest last."""
-    upload_col, sample_col = st.columns([2, 3], gap="large")
+    upload_col, sample_col = st.columns([1, 2], gap="large")
     with upload_col:
         files = st.file_uploader(
             "Upload photos", type=SUPPORTED_EXTENSIONS, accept_multiple_files=True,
@@ -303,12 +319,13 @@ def input_area() -> list[Picture]:
     problems: list[str] = []
     names: set[str] = set()
     limit = upload_limit_mb()
+    megabyte = 1 << 20           # Streamlit's upload limit counts MiB
     uploads = [(f, f.name, f.file_id) for f in files or []]
     if shot is not None:
         uploads.append((shot, "Camera photo", f"camera:{shot.file_id}"))
     for file, name, key in uploads:
-        if file.size > limit * 1e6:
-            problems.append(f"**{name}** is {file.size / 1e6:.1f} MB, more than the "
+        if file.size > limit * megabyte:
+            problems.append(f"**{name}** is {file.size / megabyte:.1f} MB, more than the "
                             f"{limit} MB limit; save a smaller copy and upload that.")
             continue
         picture = Picture(unique_name(name, names), key, file_digest(file), file)
@@ -354,22 +371,64 @@ def choose(pictures: list[Picture]) -> Picture:
 
 # -------------------------------------------------------------- detection
 
-@st.cache_data(max_entries=6, ttl=1800, show_spinner=False)
-def detections(digest: str, settings: tuple, model_key: str, _image, _backend):
-    """The network's answer for one image at DETECT_THRESHOLD (a ``DetectionRun``).
+@dataclass
+class PreparedRun:
+    """One network run, kept for the many re-renders that follow it.
 
-    Keyed by the image's digest, the run settings and the model; the image
-    array and the backend are not hashed.
+    The masks are stored one contiguous plane per object (``planes``, N x H x W)
+    and ``run.result["masks"]`` is an (H, W, N) view of them: taking a subset
+    of objects or one object's mask is then a block copy or a view, instead of
+    a gather along the last axis of an (H, W, N) stack (40x slower at 1024 px).
+    ``cutouts`` memoises each object's PNG cut-out the first time it is shown.
+    Shared by every session showing the same image: never modified but for
+    ``cutouts``.
     """
-    return _backend.detect(_image, **RunSettings(*settings).overrides())
+    run: DetectionRun
+    planes: np.ndarray
+    areas: np.ndarray
+    cutouts: dict = field(default_factory=dict)
+
+    def cutout_png(self, image, index: int) -> bytes:
+        if index not in self.cutouts:
+            self.cutouts[index] = to_png_bytes(cutout(image, self.planes[index]))
+        return self.cutouts[index]
 
 
-def detect(picture: Picture, image, backend, settings: RunSettings, model_key: str):
+@st.cache_resource(max_entries=4, ttl=1800, show_spinner=False)
+def prepared_run(digest: str, settings: tuple, model_key: str, _image, _backend) -> PreparedRun:
+    """The network's answer for one image at DETECT_THRESHOLD.
+
+    Keyed by the image's digest, the run settings and the model (the image and
+    the backend are not hashed). ``cache_resource``, not ``cache_data``: the
+    masks of one 1024-px run are up to ~100 MB, which ``cache_data`` would
+    unpickle on every slider move.
+    """
+    run = _backend.detect(_image, **RunSettings(*settings).overrides())
+    planes = np.ascontiguousarray(np.moveaxis(run.result["masks"], -1, 0))
+    run.result["masks"] = np.moveaxis(planes, 0, -1)
+    return PreparedRun(run, planes, mask_areas(run.result))
+
+
+def detect(picture: Picture, image, backend, settings: RunSettings, model_key: str) -> PreparedRun:
     """Cached detections for one picture, with a spinner while the network runs."""
     with st.spinner(f"Segmenting {picture.name}… Visitors share one model, so your photo "
                     "may wait for another one first.", show_time=True):
-        return detections(picture.digest, (settings.image_max_dim, settings.nms_threshold,
-                                           settings.max_instances), model_key, image, backend)
+        return prepared_run(picture.digest, (settings.image_max_dim, settings.nms_threshold,
+                                             settings.max_instances), model_key, image, backend)
+
+
+def shown_detections(prepared: PreparedRun, view: ViewSettings) -> tuple[dict, np.ndarray]:
+    """(filtered result, indices of its objects in the run) for the view's filters."""
+    result = prepared.run.result
+    kept = kept_indices(result, view.min_score, view.class_ids)
+    shown = {key: result[key][kept] for key in PER_DETECTION_KEYS}
+    shown["masks"] = take_masks(result["masks"], kept)
+    return shown, kept
+
+
+def object_colours(prepared: PreparedRun, kept: np.ndarray) -> np.ndarray:
+    """Each object's colour: its place in the run, so no filter ever recolours it."""
+    return palette(num_detections(prepared.run.result))[kept]
 
 
 # ---------------------------------------------------------------- results
@@ -389,16 +448,19 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def run_details(run, image, original_size) -> None:
+def run_details(run: DetectionRun, image, original_size) -> None:
     t = run.timings
     masks = (t.get("masks") or 0.0) + (t.get("unmold") or 0.0) if "masks" in t else None
     cells = st.container(key="run_details").columns(5)
-    cells[0].metric("Preparation", seconds(t.get("mold")), help="Resizing and normalising the photo.")
-    cells[1].metric("Network", seconds(t.get("network")), help="Backbone, region proposals, box and class heads.")
-    cells[2].metric("Masks", seconds(masks), help="Mask head and pasting masks at full size.")
+    cells[0].metric("Preparation", seconds(t.get("mold")),
+                    help="Resizing and normalising the photo.")
+    cells[1].metric("Network", seconds(t.get("network")),
+                    help="Backbone, region proposals, box and class heads.")
+    cells[2].metric("Masks", seconds(masks), help="Mask head, and pasting the masks at full size.")
     cells[3].metric("Total", seconds(t.get("total")))
     if run.input_shape:
-        cells[4].metric("Network input", "{} × {} px".format(*run.input_shape[::-1]))
+        cells[4].metric("Network input (px)", "{} × {}".format(*run.input_shape[::-1]),
+                        help="The square the photo was scaled and padded to (IMAGE_MAX_DIM).")
     height, width = image.shape[:2]
     size = f"{width} × {height} px"
     if tuple(original_size) != (height, width):
@@ -408,9 +470,7 @@ def run_details(run, image, original_size) -> None:
                "display settings reuse it.")
 
 
-def objects_table(shown: dict, colours: np.ndarray, image_shape) -> None:
-    areas = mask_areas(shown)
-    total = float(image_shape[0] * image_shape[1])
+def objects_table(shown: dict, areas: np.ndarray, colours: np.ndarray, image_shape) -> None:
     frame = pd.DataFrame({
         "#": np.arange(1, len(areas) + 1),
         "Colour": [""] * len(areas),
@@ -418,7 +478,7 @@ def objects_table(shown: dict, colours: np.ndarray, image_shape) -> None:
         "Score": shown["scores"].astype(float),
         "Box (x1, y1, x2, y2)": [f"{x1}, {y1}, {x2}, {y2}" for y1, x1, y2, x2 in shown["rois"]],
         "Mask area (px)": areas,
-        "Mask area (%)": 100.0 * areas / total,
+        "Mask area (%)": 100.0 * areas / float(image_shape[0] * image_shape[1]),
     })
     swatches = [f"background-color: {hex_colour(c)}" for c in colours]
     styled = frame.style.apply(lambda _: swatches, subset=["Colour"])
@@ -433,61 +493,67 @@ def objects_table(shown: dict, colours: np.ndarray, image_shape) -> None:
                  })
 
 
-def gallery(image, shown: dict, colours: np.ndarray, stem: str) -> None:
+def gallery(image, prepared: PreparedRun, shown: dict, kept: np.ndarray,
+            colours: np.ndarray, stem: str) -> None:
+    """Cut-outs, best score first, each with its colour, caption and PNG download."""
     scores = shown["scores"]
     order = np.argsort(-scores.astype(np.float64), kind="stable")[:GALLERY_LIMIT]
     with st.container(key="gallery"):
         for start in range(0, len(order), GALLERY_COLUMNS):
             for col, i in zip(st.columns(GALLERY_COLUMNS), order[start:start + GALLERY_COLUMNS]):
                 name = CLASS_NAMES[int(shown["class_ids"][i])]
-                piece = cutout(image, shown["masks"][..., i])
+                png = prepared.cutout_png(image, int(kept[i]))
                 with col:
                     st.html(f"<div style='height:6px;border-radius:3px;"
                             f"background:{hex_colour(colours[i])}'></div>")
-                    st.image(piece, caption=label_text(name, scores[i]))
+                    st.image(png, caption=label_text(name, scores[i]))
                     st.download_button(
-                        "PNG", data=functools.partial(to_png_bytes, piece),
+                        "PNG", data=png, mime="image/png", on_click="ignore",
                         file_name=f"{stem}_{i + 1:02d}_{file_stem(name)}_{scores[i]:.2f}.png",
-                        mime="image/png", on_click="ignore", key=f"cutout-{i}",
-                        icon=":material/download:", width="stretch")
+                        key=f"cutout-{i}", icon=":material/download:", width="stretch")
     if len(scores) > GALLERY_LIMIT:
-        st.caption(f"Showing the {GALLERY_LIMIT} best of {len(scores)} objects; the ZIP has all of them.")
+        st.caption(f"Showing the {GALLERY_LIMIT} best of {len(scores)} objects; the ZIP has "
+                   "all of them.")
 
 
-def coco_json(shown: dict, image_id) -> str:
-    return json.dumps(coco_results(shown, image_id=image_id))
+def objects_zip(image, prepared: PreparedRun, view: ViewSettings) -> bytes:
+    return cutouts_zip(image, shown_detections(prepared, view)[0], CLASS_NAMES)
 
 
-def show_results(picture: Picture, image, original_size, run, view: ViewSettings) -> None:
-    shown = filter_detections(run.result, view.min_score, view.class_ids)
-    count = num_detections(shown)
-    colours = palette(count)
+def coco_json(prepared: PreparedRun, view: ViewSettings) -> str:
+    return json.dumps(coco_results(shown_detections(prepared, view)[0], image_id=0))
+
+
+def show_results(picture: Picture, image, original_size, prepared: PreparedRun,
+                 view: ViewSettings) -> None:
+    shown, kept = shown_detections(prepared, view)
+    count = len(kept)
+    colours = object_colours(prepared, kept)
     annotated = draw_detections(
         image, shown, CLASS_NAMES, colors=colours, mask_alpha=view.mask_alpha,
         show_masks=view.show_masks, show_boxes=view.show_boxes,
         show_labels=view.show_labels, show_outlines=view.show_outlines)
     stem = file_stem(picture.name)
 
-    run_details(run, image, original_size)
+    run_details(prepared.run, image, original_size)
     left, right = st.columns(2, gap="medium")
     left.image(image, caption=f"Original: {picture.name}", width="stretch")
     right.image(annotated, width="stretch",
                 caption=f"{count} object{'s' * (count != 1)} at confidence ≥ {view.min_score:.2f}")
 
+    # Downloads build their files only when clicked (and never rerun the page).
     with st.container(horizontal=True, key="downloads"):
         st.download_button("Annotated image (PNG)", data=functools.partial(to_png_bytes, annotated),
                            file_name=f"{stem}_annotated.png", mime="image/png",
-                           on_click="ignore", key="download_annotated",
-                           icon=":material/image:")
+                           on_click="ignore", key="download_annotated", icon=":material/image:")
         st.download_button("Cut-outs and masks (ZIP)",
-                           data=functools.partial(cutouts_zip, image, shown, CLASS_NAMES),
+                           data=functools.partial(objects_zip, image, prepared, view),
                            file_name=f"{stem}_objects.zip", mime="application/zip",
                            on_click="ignore", key="download_zip", disabled=count == 0,
                            icon=":material/folder_zip:")
-        st.download_button("COCO results (JSON)", data=functools.partial(coco_json, shown, 0),
+        st.download_button("COCO results (JSON)", data=functools.partial(coco_json, prepared, view),
                            file_name=f"{stem}_coco_results.json", mime="application/json",
-                           on_click="ignore", key="download_json",
-                           icon=":material/data_object:")
+                           on_click="ignore", key="download_json", icon=":material/data_object:")
 
     if count == 0:
         st.info(f"No objects at confidence ≥ {view.min_score:.2f}"
@@ -496,68 +562,76 @@ def show_results(picture: Picture, image, original_size, run, view: ViewSettings
                 icon=":material/search_off:")
         return
     st.subheader(f"Objects ({count})")
-    objects_table(shown, colours, image.shape)
+    objects_table(shown, prepared.areas[kept], colours, image.shape)
     st.subheader(f"Cut-outs ({count})")
-    gallery(image, shown, colours, stem)
+    gallery(image, prepared, shown, kept, colours, stem)
 
 
 # ---------------------------------------------------------------- run all
 
-def bundle_zip(entries: list[tuple[Picture, np.ndarray, dict]]) -> bytes:
-    """One ZIP for several images: a folder each, plus COCO results for all of them."""
+def add_image_folder(bundle: zipfile.ZipFile, folder: str, image, shown: dict,
+                     colours: np.ndarray) -> None:
+    """One image's annotated PNG, cut-outs, masks and COCO results under ``folder/``."""
+    annotated = draw_detections(image, shown, CLASS_NAMES, colors=colours)
+    bundle.writestr(f"{folder}/annotated.png", to_png_bytes(annotated),
+                    compress_type=zipfile.ZIP_STORED)
+    with zipfile.ZipFile(io.BytesIO(cutouts_zip(image, shown, CLASS_NAMES))) as one:
+        for info in one.infolist():
+            bundle.writestr(f"{folder}/{info.filename}", one.read(info),
+                            compress_type=info.compress_type)
+
+
+def run_all(pictures, backend, settings: RunSettings, view: ViewSettings, model_key: str) -> dict:
+    """Segment every picture and pack one ZIP as it goes (one run in memory at a time)."""
+    bar = st.progress(0.0)
     buffer = io.BytesIO()
-    all_results, images = [], []
+    all_results, listing, summary = [], [], []
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-        for image_id, (picture, image, shown) in enumerate(entries, start=1):
-            folder = f"{image_id:02d}_{file_stem(picture.name)}"
-            bundle.writestr(f"{folder}/annotated.png",
-                            to_png_bytes(draw_detections(image, shown, CLASS_NAMES)),
-                            compress_type=zipfile.ZIP_STORED)
-            with zipfile.ZipFile(io.BytesIO(cutouts_zip(image, shown, CLASS_NAMES))) as one:
-                for info in one.infolist():
-                    bundle.writestr(f"{folder}/{info.filename}", one.read(info),
-                                    compress_type=info.compress_type)
-            all_results += coco_results(shown, image_id=image_id)
-            images.append({"id": image_id, "file_name": picture.name,
-                           "height": int(image.shape[0]), "width": int(image.shape[1])})
-        bundle.writestr("coco_results.json", json.dumps(all_results))
-        bundle.writestr("images.json", json.dumps(images, indent=1))
-    return buffer.getvalue()
-
-
-def run_all_section(pictures, backend, settings: RunSettings, view: ViewSettings,
-                    model_key: str) -> None:
-    st.divider()
-    st.subheader(f"All {len(pictures)} images")
-    signature = (tuple(p.digest for p in pictures), settings, view)
-    if st.button(f"Run all {len(pictures)} images", key="run_all", icon=":material/play_arrow:"):
-        bar = st.progress(0.0)
-        entries, summary = [], []
-        for k, picture in enumerate(pictures):
-            bar.progress(k / len(pictures), text=f"Segmenting {picture.name} ({k + 1} of {len(pictures)})…")
+        for image_id, picture in enumerate(pictures, start=1):
+            bar.progress((image_id - 1) / len(pictures),
+                         text=f"Segmenting {picture.name} ({image_id} of {len(pictures)})…")
             image, _ = load_picture(picture)
             try:
-                run = detect(picture, image, backend, settings, model_key)
+                prepared = detect(picture, image, backend, settings, model_key)
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
                 summary.append({"Image": picture.name, "Objects": None, "Network (s)": None,
                                 "Note": f"failed: {exc}"})
                 continue
-            shown = filter_detections(run.result, view.min_score, view.class_ids)
-            entries.append((picture, image, shown))
-            summary.append({"Image": picture.name, "Objects": num_detections(shown),
-                            "Network (s)": round(run.timings.get("network", 0.0), 2), "Note": ""})
-        bar.progress(1.0, text="Packing the ZIP…")
-        st.session_state["bundle"] = {"signature": signature, "zip": bundle_zip(entries),
-                                      "summary": summary}
-        bar.empty()
+            shown, kept = shown_detections(prepared, view)
+            add_image_folder(bundle, f"{image_id:02d}_{file_stem(picture.name)}", image,
+                             shown, object_colours(prepared, kept))
+            all_results += coco_results(shown, image_id=image_id)
+            listing.append({"id": image_id, "file_name": picture.name,
+                            "height": int(image.shape[0]), "width": int(image.shape[1])})
+            summary.append({"Image": picture.name, "Objects": len(kept),
+                            "Network (s)": round(prepared.run.timings.get("network", 0.0), 2),
+                            "Note": ""})
+        bundle.writestr("coco_results.json", json.dumps(all_results))
+        bundle.writestr("images.json", json.dumps(listing, indent=1))
+    bar.empty()
+    return {"zip": buffer.getvalue(), "summary": summary}
+
+
+def run_all_section(pictures, backend, settings: RunSettings, view: ViewSettings,
+                    model_key: str) -> None:
+    """A button that segments every picture, then the ZIP of everything."""
+    signature = (tuple(p.digest for p in pictures), settings, view)
+    if st.button(f"Run all {len(pictures)} images", key="run_all", icon=":material/play_arrow:",
+                 help="Segment every image with the current settings and pack one ZIP."):
+        st.session_state["bundle"] = {"signature": signature,
+                                      **run_all(pictures, backend, settings, view, model_key)}
     bundle = st.session_state.get("bundle")
     if bundle and bundle["signature"] == signature:
-        st.dataframe(pd.DataFrame(bundle["summary"]), hide_index=True, width="stretch")
-        st.download_button("Everything (ZIP)", data=bundle["zip"], file_name="mask_rcnn_results.zip",
-                           mime="application/zip", on_click="ignore", key="download_all",
-                           type="primary", icon=":material/folder_zip:")
-        st.caption(f"Confidence ≥ {view.min_score:.2f}. One folder per image (annotated "
-                   "image, cut-outs, masks, COCO results) and `coco_results.json` for all.")
+        st.download_button("Everything (ZIP)", data=bundle["zip"],
+                           file_name="mask_rcnn_results.zip", mime="application/zip",
+                           on_click="ignore", key="download_all", type="primary",
+                           icon=":material/folder_zip:")
+        with st.expander(f"What the ZIP holds (confidence ≥ {view.min_score:.2f})"):
+            st.dataframe(pd.DataFrame(bundle["summary"]), hide_index=True, width="stretch",
+                         column_config={
+                             "Network (s)": st.column_config.NumberColumn(format="%.2f")})
+            st.caption("One folder per image (annotated image, cut-outs, masks, COCO results), "
+                       "and `coco_results.json` for all of them (image ids as in `images.json`).")
     elif bundle:
         st.caption("The images or settings changed since the last run: run all again for a "
                    "fresh ZIP.")
@@ -583,19 +657,24 @@ def main() -> None:
                 icon=":material/add_photo_alternate:")
         return
     st.divider()
-    picture = choose(pictures)
+    if len(pictures) > 1:
+        pick_col, all_col = st.columns([3, 2], gap="large")
+        with pick_col:
+            picture = choose(pictures)
+        with all_col:
+            run_all_section(pictures, backend, settings, view, model_key)
+    else:
+        picture = choose(pictures)
     image, original_size = load_picture(picture)
     st.session_state[KEY_IMAGE] = image
     st.session_state[KEY_IMAGE_NAME] = picture.name
     try:
-        run = detect(picture, image, backend, settings, model_key)
+        prepared = detect(picture, image, backend, settings, model_key)
     except Exception as exc:  # noqa: BLE001 - the page must survive a failed run
         st.error(f"The model could not process {picture.name}: {exc}. Try again, or try "
                  "another image.", icon=":material/error:")
     else:
-        show_results(picture, image, original_size, run, view)
-    if len(pictures) > 1:
-        run_all_section(pictures, backend, settings, view, model_key)
+        show_results(picture, image, original_size, prepared, view)
 
 
 main()

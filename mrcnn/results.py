@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PER_DETECTION_KEYS", "empty_result", "filter_detections",
-           "mask_areas", "num_detections"]
+__all__ = ["PER_DETECTION_KEYS", "empty_result", "filter_detections", "kept_indices",
+           "mask_areas", "num_detections", "take_masks"]
 
 #: Keys whose arrays have one entry per detection along axis 0.
 PER_DETECTION_KEYS = ("rois", "class_ids", "scores")
@@ -30,16 +30,13 @@ def empty_result(height: int, width: int) -> dict:
     }
 
 
-def filter_detections(result: dict, min_score: float = 0.0,
-                      class_ids=None) -> dict:
-    """A new result with only the detections that pass both filters.
+def kept_indices(result: dict, min_score: float = 0.0, class_ids=None) -> np.ndarray:
+    """Indices (ascending) of the detections that pass both filters.
 
     Kept: ``score >= min_score`` (compared in the scores' own precision, so a
     float32 score equal to the threshold as typed is kept) and, when
     ``class_ids`` is given, ``class_id in class_ids`` (an empty collection
-    keeps nothing). Order, keys and dtypes are unchanged; ``masks`` is
-    sliced along its last axis. Other keys are copied through unchanged.
-    The input is not modified and the output shares no arrays with it.
+    keeps nothing).
     """
     scores = np.asarray(result["scores"])
     ids = np.asarray(result["class_ids"])
@@ -49,14 +46,37 @@ def filter_detections(result: dict, min_score: float = 0.0,
     if class_ids is not None:
         wanted = np.fromiter((int(c) for c in class_ids), dtype=np.int64)
         keep &= np.isin(ids, wanted)
-    index = np.flatnonzero(keep)
+    return np.flatnonzero(keep)
 
+
+def take_masks(masks: np.ndarray, index) -> np.ndarray:
+    """``masks[..., index]`` as a new (H, W, K) array, fast for either memory layout.
+
+    An (H, W, N) view of one-plane-per-object storage (``np.moveaxis`` of an
+    (N, H, W) array, as the app keeps its runs) is sliced plane by plane: a block
+    copy instead of a gather along the last axis, which is ~40x slower at 1024 px.
+    """
+    masks = np.asarray(masks)
+    if masks.ndim == 3 and masks.strides[-1] > masks.strides[0]:
+        return np.moveaxis(np.moveaxis(masks, -1, 0)[index], 0, -1)
+    return masks[..., index].copy()
+
+
+def filter_detections(result: dict, min_score: float = 0.0,
+                      class_ids=None) -> dict:
+    """A new result with only the detections that pass ``kept_indices``' filters.
+
+    Order, keys and dtypes are unchanged; ``masks`` is sliced along its last
+    axis. Other keys are copied through unchanged. The input is not modified and
+    the output shares no arrays with it.
+    """
+    index = kept_indices(result, min_score, class_ids)
     out = {}
     for key, value in result.items():
         if key in PER_DETECTION_KEYS:
             out[key] = np.asarray(value)[index].copy()
         elif key == "masks":
-            out[key] = np.asarray(value)[..., index].copy()
+            out[key] = take_masks(value, index)
         else:
             out[key] = value
     return out

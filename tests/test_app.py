@@ -14,6 +14,7 @@ import io
 import json
 import re
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from mrcnn.results import filter_detections, num_detections
+from mrcnn.classes import COCO_CLASS_NAMES
+from mrcnn.results import filter_detections, mask_areas, num_detections
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 TIMEOUT = 300
@@ -30,9 +32,12 @@ FAST_SIZE = 512          # IMAGE_MAX_DIM the tests pick in the Advanced section
 GALLERY_LIMIT = 40       # app.GALLERY_LIMIT
 
 
-def jpeg(array: np.ndarray, quality: int = 92) -> bytes:
+def jpeg(array: np.ndarray, quality: int = 92, orientation: int | None = None) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    Image.fromarray(array).save(buffer, format="JPEG", quality=quality, exif=exif.tobytes())
     return buffer.getvalue()
 
 
@@ -70,41 +75,52 @@ def error_texts(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
+def assert_table_is(table, expected: dict) -> None:
+    """The objects table shows ``expected`` (a filtered result), row for row."""
+    assert list(table["Class"]) == [COCO_CLASS_NAMES[c] for c in expected["class_ids"]]
+    np.testing.assert_allclose(table["Score"], expected["scores"], rtol=1e-6)
+    assert list(table["Box (x1, y1, x2, y2)"]) == [
+        f"{x1}, {y1}, {x2}, {y2}" for y1, x1, y2, x2 in expected["rois"]]
+    np.testing.assert_array_equal(table["Mask area (px)"], mask_areas(expected))
+
+
 # ------------------------------------------------------------------ the flow
 
 def test_upload_shows_table_gallery_downloads_and_slider_only_filters(
         app_env, photos, monkeypatch):
     from mrcnn.backend import InProcessBackend
-    calls = []
+    calls, runs = [], []
     real_detect = InProcessBackend.detect
 
     def counting_detect(self, image, **settings):
         calls.append(settings)
-        return real_detect(self, image, **settings)
+        runs.append(real_detect(self, image, **settings))
+        return runs[-1]
 
     monkeypatch.setattr(InProcessBackend, "detect", counting_detect)
 
+    mirrored = np.ascontiguousarray(photos["chelsea"][:, ::-1])   # no other test uses it
     at = open_app()
     assert not at.dataframe and not gallery_keys(at)
-    at.file_uploader(key="uploads").set_value(
-        ("chelsea.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
+    at.file_uploader(key="uploads").set_value(("mirrored.jpg", jpeg(mirrored), "image/jpeg"))
     at.run()
     assert_healthy(at)
     assert not error_texts(at)
-    assert at.session_state["selected_image_name"] == "chelsea.jpg"
-    assert at.session_state["selected_image"].shape == photos["chelsea"].shape
+    assert at.session_state["selected_image_name"] == "mirrored.jpg"
+    assert at.session_state["selected_image"].shape == mirrored.shape
     assert at.session_state["selected_image"].dtype == np.uint8
 
     # One network run, at the low internal threshold and the chosen size.
-    assert len(calls) <= 1
-    if calls:
-        assert calls[0]["DETECTION_MIN_CONFIDENCE"] == pytest.approx(0.1)
-        assert calls[0]["IMAGE_MAX_DIM"] == FAST_SIZE
+    assert len(calls) == 1
+    assert calls[0]["DETECTION_MIN_CONFIDENCE"] == pytest.approx(0.1)
+    assert calls[0]["IMAGE_MAX_DIM"] == FAST_SIZE
 
     at_default = object_count(at)
     assert at_default > 0
     table = at.dataframe[0].value
     assert len(table) == at_default
+    # The page shows exactly filter_detections(run, slider value).
+    assert_table_is(table, filter_detections(runs[0].result, 0.7))
     assert list(table.columns) == ["#", "Colour", "Class", "Score", "Box (x1, y1, x2, y2)",
                                    "Mask area (px)", "Mask area (%)"]
     assert (table["Score"] >= 0.7 - 1e-6).all()
@@ -118,7 +134,7 @@ def test_upload_shows_table_gallery_downloads_and_slider_only_filters(
     keys = {b.key for b in at.download_button}
     assert {"download_annotated", "download_zip", "download_json"} <= keys
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Network input"] == f"{FAST_SIZE} × {FAST_SIZE} px"
+    assert metrics["Network input (px)"] == f"{FAST_SIZE} × {FAST_SIZE}"
     assert {"Preparation", "Network", "Masks", "Total"} <= set(metrics)
     assert any("Device:" in c.value and "in-process" in c.value for c in at.caption)
 
@@ -136,6 +152,7 @@ def test_upload_shows_table_gallery_downloads_and_slider_only_filters(
     at.run()
     low = object_count(at)
     assert low > high and low >= at_default
+    assert_table_is(at.dataframe[0].value, filter_detections(runs[0].result, 0.3))
 
     # Class filter: only the chosen class remains.
     first_class = table["Class"].iloc[0]
@@ -143,13 +160,15 @@ def test_upload_shows_table_gallery_downloads_and_slider_only_filters(
     at.run()
     assert_healthy(at)
     assert set(at.dataframe[0].value["Class"]) == {first_class}
+    assert_table_is(at.dataframe[0].value, filter_detections(
+        runs[0].result, 0.3, [COCO_CLASS_NAMES.index(first_class)]))
 
     # Display toggles and opacity rerender without the network.
     at.toggle(key="show_boxes").set_value(False)
     at.slider(key="mask_alpha").set_value(0.8)
     at.run()
     assert_healthy(at)
-    assert len(calls) <= 1
+    assert len(calls) == 1
 
 
 def test_advanced_setting_reruns_network_once(app_env, photos, monkeypatch):
@@ -196,12 +215,16 @@ def test_bad_uploads_get_specific_messages_and_app_keeps_working(app_env, photos
     assert object_count(at) == 0
     assert "selected_image" not in at.session_state
 
-    # A good upload next to the bad ones works; alone, no error is left.
-    at.file_uploader(key="uploads").set_value(bad + [("chelsea.jpg", good, "image/jpeg")])
+    # A good upload next to the bad ones works; alone, no error is left. This one
+    # is stored sideways with an EXIF orientation: the page shows it upright.
+    sideways = jpeg(photos["chelsea"], orientation=6)
+    at.file_uploader(key="uploads").set_value(bad + [("sideways.jpg", sideways, "image/jpeg")])
     at.run()
     assert_healthy(at)
     assert object_count(at) > 0 and len(error_texts(at)) == 4
-    at.file_uploader(key="uploads").set_value(("chelsea.jpg", good, "image/jpeg"))
+    height, width = photos["chelsea"].shape[:2]
+    assert at.session_state["selected_image"].shape == (width, height, 3)
+    at.file_uploader(key="uploads").set_value(("sideways.jpg", sideways, "image/jpeg"))
     at.run()
     assert not error_texts(at) and object_count(at) > 0
 
@@ -304,8 +327,26 @@ def test_samples_several_images_picker_and_run_all(app_env, photos):
         sum(r["image_id"] == k for r in results) for k in (1, 2)]
 
 
-def test_concurrent_sessions_each_see_their_own_image(app_env, photos):
+def test_concurrent_sessions_each_see_their_own_image(app_env, photos, monkeypatch):
     """Three visitors at once: one shared model, calls queued, no cross-talk."""
+    from mrcnn.backend import InProcessBackend
+    from mrcnn.model import MaskRCNN
+    asked, ran = [], []
+    backend_detect, model_detect = InProcessBackend.detect, MaskRCNN.detect
+
+    def timed_backend_detect(self, image, **settings):
+        asked.append(time.perf_counter())
+        return backend_detect(self, image, **settings)
+
+    def timed_model_detect(self, images, **settings):
+        start = time.perf_counter()
+        try:
+            return model_detect(self, images, **settings)
+        finally:
+            ran.append((start, time.perf_counter()))
+
+    monkeypatch.setattr(InProcessBackend, "detect", timed_backend_detect)
+    monkeypatch.setattr(MaskRCNN, "detect", timed_model_detect)
     cases = {"chelsea.jpg": photos["chelsea"], "coffee.jpg": photos["coffee"],
              "astronaut.jpg": photos["astronaut"]}
     apps = {name: open_app(size=640) for name in cases}     # 640: not cached by other tests
@@ -325,6 +366,12 @@ def test_concurrent_sessions_each_see_their_own_image(app_env, photos):
     for thread in threads:
         thread.join()
     assert not failures
+    # Queued, not failing: visitors asked while another image was in the network,
+    # and the network ran one image at a time.
+    assert len(asked) == len(ran) == 3
+    ran.sort()
+    assert sum(t < ran[0][1] for t in asked) >= 2
+    assert all(earlier[1] <= later[0] for earlier, later in zip(ran, ran[1:]))
     tables = {}
     for name, app in apps.items():
         assert_healthy(app)
@@ -352,12 +399,13 @@ def test_filtering_a_low_threshold_run_equals_running_at_the_threshold(coco_mode
     low = coco_model.detect([image], DETECTION_MIN_CONFIDENCE=0.1, IMAGE_MAX_DIM=FAST_SIZE)[0]
     total = num_detections(low)
     strict_subsets = 0
-    for threshold in (0.7, 0.95, 0.99):
+    for threshold in (0.7, 0.9, 0.97, 0.99):     # with these weights: many, some, few, none
         direct = coco_model.detect([image], DETECTION_MIN_CONFIDENCE=threshold,
                                    IMAGE_MAX_DIM=FAST_SIZE)[0]
         filtered = filter_detections(low, threshold)
         for key in ("rois", "class_ids", "scores", "masks"):
             assert filtered[key].dtype == direct[key].dtype, key
-            np.testing.assert_array_equal(filtered[key], direct[key], err_msg=f"{key} at {threshold}")
+            np.testing.assert_array_equal(filtered[key], direct[key],
+                                          err_msg=f"{key} at {threshold}")
         strict_subsets += 0 < num_detections(direct) < total
     assert strict_subsets >= 1, "at least one threshold must drop some detections"

@@ -273,3 +273,20 @@ def test_alpha_extremes(alpha):
     m = result["masks"][..., 0]
     expected = image[m] if alpha == 0.0 else np.broadcast_to([1, 2, 3], image[m].shape)
     np.testing.assert_array_equal(out[m], expected)
+
+
+def test_take_masks_is_the_same_for_both_memory_layouts():
+    from mrcnn.results import kept_indices, take_masks
+    rng = np.random.default_rng(3)
+    planes = rng.random((7, 20, 30)) > 0.5                   # one plane per object
+    stacked = np.ascontiguousarray(np.moveaxis(planes, 0, -1))  # (H, W, N) C-order
+    view = np.moveaxis(planes, 0, -1)                          # (H, W, N) view of planes
+    index = kept_indices({"scores": np.linspace(1, 0.4, 7).astype(np.float32),
+                          "class_ids": np.array([1, 2, 1, 3, 1, 2, 1], np.int32)},
+                         min_score=0.5, class_ids=[1, 2])
+    np.testing.assert_array_equal(index, [0, 1, 2, 4, 5])
+    expected = stacked[..., index]
+    for masks in (stacked, view):
+        taken = take_masks(masks, index)
+        np.testing.assert_array_equal(taken, expected)
+        assert not np.shares_memory(taken, masks)

@@ -1,0 +1,166 @@
+"""The app in a real browser: ``streamlit run`` in a subprocess, Debian's chromium via Playwright.
+
+Uploads a photo through the file input, waits for the gallery, moves the
+confidence slider with the keyboard, downloads the COCO results JSON and
+checks it, and saves a screenshot (its path is printed; run with ``-s``).
+Times (upload to result, one slider step) are printed, not asserted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+GALLERY_IMAGES = '.st-key-gallery [data-testid="stImage"]'
+CONFIDENCE_SLIDER = '[data-testid="stSlider"] input[type=range]'
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's chromium is not installed at /usr/bin/chromium")
+
+# True once the page has settled: no stale (re-running) elements, the annotated
+# image's caption names the expected threshold, and the gallery shows
+# min(N, 40) cut-outs for the "Cut-outs (N)" heading.
+SETTLED = """(threshold) => {
+  if (document.querySelectorAll('[data-stale="true"]').length) return false;
+  if (!document.body.innerText.includes('at confidence ≥ ' + threshold)) return false;
+  const heading = Array.from(document.querySelectorAll('h3')).map(h => h.innerText)
+      .find(t => t.startsWith('Cut-outs ('));
+  const shown = document.querySelectorAll('.st-key-gallery [data-testid="stImage"]').length;
+  const total = heading ? parseInt(heading.slice('Cut-outs ('.length)) : 0;
+  return shown === Math.min(total, 40);
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(coco_weights, tmp_path):
+    port = free_port()
+    env = {**os.environ, "MRCNN_WEIGHTS": str(coco_weights), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MRCNN_SERVE_URL", None)
+    log = open(tmp_path / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_upload_slider_download_in_chromium(server, tmp_path, photos):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+    from pycocotools.coco import COCO
+
+    photo = tmp_path / "chelsea.jpg"
+    Image.fromarray(photos["chelsea"]).save(photo, quality=92)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    height, width = photos["chelsea"].shape[:2]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 2000},
+                                          accept_downloads=True)
+            page = context.new_page()
+            page.goto(server)
+            upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+            upload.wait_for(state="attached", timeout=180_000)
+
+            # A wrong type is refused by the uploader itself, with a message.
+            upload.set_input_files(notes)
+            page.get_by_text("files are not allowed").wait_for(timeout=30_000)
+
+            started = time.perf_counter()
+            upload.set_input_files(photo)
+            page.wait_for_selector(GALLERY_IMAGES, timeout=240_000)
+            page.wait_for_function(SETTLED, arg="0.70", timeout=60_000, polling=100)
+            upload_to_result = time.perf_counter() - started
+            before = page.locator(GALLERY_IMAGES).count()
+            assert before > 0
+
+            slider = page.locator(CONFIDENCE_SLIDER).first
+            assert slider.get_attribute("value") == "0.7"
+            slider.focus()
+            page.keyboard.press("End")
+            for _ in range(5):
+                page.keyboard.press("ArrowLeft")
+            page.wait_for_function(SETTLED, arg="0.95", timeout=60_000, polling=100)
+            after = page.locator(GALLERY_IMAGES).count()
+            assert after < before, (before, after)
+
+            started = time.perf_counter()
+            page.keyboard.press("ArrowLeft")
+            page.wait_for_function(SETTLED, arg="0.94", timeout=60_000, polling=50)
+            slider_step = time.perf_counter() - started
+            total = int(page.locator("h3", has_text="Cut-outs (").inner_text()
+                        .removeprefix("Cut-outs (").rstrip(")"))
+
+            with page.expect_download() as download:
+                page.locator(".st-key-download_json button").click()
+            results = json.loads(Path(download.value.path()).read_text())
+            assert download.value.suggested_filename == "chelsea_coco_results.json"
+
+            assert page.locator('[data-testid="stException"]').count() == 0
+            shot = tmp_path / "app.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    print(f"\nscreenshot: {shot}\nupload to result: {upload_to_result:.2f} s, "
+          f"one slider step: {slider_step * 1000:.0f} ms (browser round trip)")
+
+    assert isinstance(results, list) and results
+    assert all(r["score"] >= 0.94 - 1e-6 for r in results)
+    assert len(results) == total
+    for r in results:
+        assert set(r) == {"image_id", "category_id", "bbox", "score", "segmentation"}
+        assert 1 <= r["category_id"] <= 90 and len(r["bbox"]) == 4
+        assert r["segmentation"]["size"] == [height, width]
+        assert isinstance(r["segmentation"]["counts"], str)
+    gt = COCO()
+    gt.dataset = {"images": [{"id": 0, "height": height, "width": width}],
+                  "categories": [{"id": i, "name": str(i)} for i in range(1, 91)],
+                  "annotations": []}
+    gt.createIndex()
+    loaded = gt.loadRes(results)
+    masks = [loaded.annToMask(a) for a in loaded.dataset["annotations"]]
+    assert all(m.shape == (height, width) and np.any(m) for m in masks)
