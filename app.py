@@ -32,6 +32,7 @@ import gc
 import hashlib
 import io
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -172,12 +173,12 @@ def sidebar_settings() -> tuple[RunSettings, ViewSettings]:
 
 @st.cache_resource(show_spinner="Loading Mask R-CNN (ResNet-101 FPN, COCO). This happens "
                                 "once per server and takes about half a minute…")
-def shared_backend(weights_path: str, url: str | None):
+def shared_backend(weights_path: str, url: str | None, token: str | None = None):
     """One model (or one service client) for every visitor of this server process."""
     def load():
         from mrcnn.model import load_model
         return load_model(weights_path, CocoConfig())
-    backend = make_backend(model_loader=load, url=url)
+    backend = make_backend(model_loader=load, url=url, token=token)
     # After every run Streamlit calls keras.backend.clear_session(), which ends in
     # a full gc.collect(): walking TensorFlow's and the model's millions of
     # long-lived objects took ~0.3 s per slider move. Freezing them once moves
@@ -224,9 +225,27 @@ def weights_panel(path: Path, problem: str) -> None:
             "4. Check it with `python -m mrcnn.weights --check`, then reload this page.")
 
 
+def service_settings() -> tuple[str | None, str | None]:
+    """(URL, token) of the Ray Serve deployment: environment first, then Streamlit secrets."""
+    try:
+        secrets = {key: st.secrets[key] for key in ("MRCNN_SERVE_URL", "MRCNN_SERVE_TOKEN")
+                   if key in st.secrets}
+    except FileNotFoundError:      # no secrets.toml: the usual case outside the Cloud
+        secrets = {}
+    url = serve_url() or secrets.get("MRCNN_SERVE_URL") or None
+    token = os.environ.get("MRCNN_SERVE_TOKEN") or secrets.get("MRCNN_SERVE_TOKEN") or None
+    return url, token
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def service_status(url: str, _backend) -> dict:
+    """The service's replicas and device (asked at most every 30 s, not per rerun)."""
+    return _backend.describe()
+
+
 def ready_backend():
     """The shared backend, or None after explaining why there is none."""
-    url = serve_url()
+    url, token = service_settings()
     path = default_weights_path()
     if not url:
         try:
@@ -235,7 +254,7 @@ def ready_backend():
             weights_panel(path, str(exc))
             return None
     try:
-        return shared_backend(str(path), url)
+        return shared_backend(str(path), url, token)
     except Exception as exc:  # noqa: BLE001 - a page must not die on a bad file or service
         st.error(f"The model could not be started: {exc}. Replace the weights file "
                  "(or check the service) and reload the page.", icon=":material/error:")
@@ -649,7 +668,12 @@ def main() -> None:
     backend = ready_backend()
     if backend is None:
         return
-    model_key = serve_url() or str(default_weights_path())
+    model_key = backend.name if backend.name != "in-process" else str(default_weights_path())
+    if backend.name != "in-process":
+        service = service_status(backend.name, backend)
+        st.caption(f"Served by the Ray Serve deployment at **{backend.name}** · replicas: "
+                   f"**{service.get('replicas') or '?'}** · device: **{service.get('device')}**"
+                   + (f" · {service['status']}" if service.get("status") else ""))
 
     pictures = input_area()
     if not pictures:

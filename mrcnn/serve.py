@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrcnn.config import Config
+from mrcnn.config import CocoConfig, Config
 from mrcnn.serve_client import SETTING_PARAMETERS, TOKEN_ENV
 
 logger = logging.getLogger("ray.serve")
@@ -347,13 +347,15 @@ class MaskRCNNServer:
             raise _BadRequest(400, f"Unknown query parameter(s) {unknown}; "
                                    f"allowed: {', '.join(QUERY_SETTINGS)}.")
         config = self.model.config
-        largest = int(config.IMAGE_MAX_DIM)
+        # The app offers up to 1024 px and 100 instances (the COCO values) whatever the
+        # deployed config; a config with larger values allows those.
+        largest = max(int(config.IMAGE_MAX_DIM), CocoConfig.IMAGE_MAX_DIM)
+        most = max(int(config.DETECTION_MAX_INSTANCES), CocoConfig.DETECTION_MAX_INSTANCES)
         step = 64 if config.IMAGE_RESIZE_MODE == "square" else 1
         rules = {   # name -> (parser, what the client is told)
             "min_confidence": (lambda t: _number(t, float, 0.0, 1.0), "a number from 0 to 1"),
             "nms_threshold": (lambda t: _number(t, float, 0.01, 1.0), "a number from 0.01 to 1"),
-            "max_instances": (lambda t: _number(t, int, 1, int(config.DETECTION_MAX_INSTANCES)),
-                              f"a whole number from 1 to {config.DETECTION_MAX_INSTANCES}"),
+            "max_instances": (lambda t: _number(t, int, 1, most), f"a whole number from 1 to {most}"),
             "image_min_dim": (lambda t: _number(t, int, 0, largest),
                               f"a whole number from 0 to {largest}"),
             "image_max_dim": (lambda t: _number(t, int, step, largest, step),
