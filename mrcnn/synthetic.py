@@ -27,8 +27,13 @@ HEAD_GAIN = {"rpn_class_raw": 0.6, "rpn_bbox_pred": 0.02, "mrcnn_class_logits": 
              "mrcnn_bbox_fc": 0.002, "mrcnn_mask": 1.0}
 
 
-def seeded_values(layer_name, weight_shapes, rng) -> list[np.ndarray]:
-    """Plausible float32 values for one layer's weights, in stored order."""
+def seeded_values(layer_name, weight_shapes, rng, gains=None) -> list[np.ndarray]:
+    """Plausible float32 values for one layer's weights, in stored order.
+
+    ``gains`` overrides entries of ``HEAD_GAIN`` (e.g. a smaller
+    ``mrcnn_class_logits`` gain gives fewer confident detections).
+    """
+    gains = {**HEAD_GAIN, **(gains or {})}
     shapes = [tuple(s) for s in weight_shapes]
     if len(shapes) == 4 and all(len(s) == 1 for s in shapes):   # BatchNorm
         n = shapes[0][0]
@@ -53,7 +58,7 @@ def seeded_values(layer_name, weight_shapes, rng) -> list[np.ndarray]:
             fan_in = shape[0] * shape[1] * shape[3]
         else:                                               # (kh, kw, in, out) or (in, out)
             fan_in = int(np.prod(shape[:-1]))
-        std = np.sqrt(2.0 / fan_in) * HEAD_GAIN.get(_head_of(layer_name, shape), 1.0)
+        std = np.sqrt(2.0 / fan_in) * gains.get(_head_of(layer_name, shape), 1.0)
         arrays.append((rng.standard_normal(shape, dtype=np.float32) * np.float32(std)))
     return arrays
 
@@ -95,7 +100,8 @@ def write_keras2_weights(path, layer_names, weights, weight_names, *, fixed_stri
             f.create_group(name)
 
 
-def generate_coco_weights(path, seed=0, layout="original", manifest_path=MANIFEST_PATH):
+def generate_coco_weights(path, seed=0, layout="original", manifest_path=MANIFEST_PATH,
+                          gains=None):
     """A file shaped exactly like mask_rcnn_coco.h5 (or the tf_keras re-save of it)."""
     manifest = json.loads(Path(manifest_path).read_text())
     spec = manifest["layouts"][LAYOUTS[layout]]
@@ -104,7 +110,7 @@ def generate_coco_weights(path, seed=0, layout="original", manifest_path=MANIFES
     for layer in spec["weighted_layer_order"]:
         entries = manifest["weighted_layers"][layer]["weights"]
         names[layer] = [w["name"] for w in entries]
-        weights[layer] = seeded_values(layer, [w["shape"] for w in entries], rng)
+        weights[layer] = seeded_values(layer, [w["shape"] for w in entries], rng, gains)
     write_keras2_weights(
         path, spec["layer_names"], weights, names,
         fixed_strings=layout == "original", attrs=spec.get("attrs"),
