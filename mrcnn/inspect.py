@@ -1,12 +1,14 @@
 """Look inside one Mask R-CNN run: every stage's tensors as plain numpy arrays.
 
-``inspect_image(model, image)`` runs a second Keras model built over the SAME
-layers as ``model.keras_model`` (so the same weights and the same computation)
-whose outputs are the intermediate tensors: C2..C5, P2..P6, RPN scores and
-deltas, proposals, class probabilities and deltas, detections and masks. One
-call, then everything the "How it works" page shows is derived in numpy and kept
-in an :class:`Inspection` (no TensorFlow tensors inside, so it pickles and
-caches).
+``inspect_image(model, image)`` runs the network once, through the very
+computation ``model.detect()`` uses (the engine's BatchNorm-folded network
+``model.folded``, its proposal layer ``ROI``, then ``detect()``'s own compiled
+detection and mask steps), but keeps what ``detect()`` throws away: C2..C5,
+P2..P6, RPN objectness and deltas, proposals, class probabilities and deltas, the raw detections and the
+28x28 soft masks. Its final detections therefore equal ``model.detect([image])``
+bit for bit. Everything the "How it works" page shows is derived from that one
+run in numpy and kept in an :class:`Inspection` (no TensorFlow tensors inside, so
+it pickles and caches).
 
 The helpers after it (IoU, NMS, detections at another threshold, anchors at a
 point, heatmaps, box drawing) are pure numpy / Pillow / matplotlib, so a page
@@ -29,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mrcnn.anchors import backbone_shapes, denorm_boxes, get_anchors, norm_boxes
 from mrcnn.classes import COCO_CLASS_NAMES
+from mrcnn.imaging import to_rgb_array
 from mrcnn.molding import sk_resize, unmold_detections
 
 FEATURE_NAMES = ("C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6")
@@ -47,6 +50,7 @@ class Inspection:
     molded_image: np.ndarray        # (H, W, 3) uint8, resized and padded (before mean subtraction)
     window: np.ndarray              # (4,) int y1, x1, y2, x2 of the image inside the molded frame
     scale: float
+    resize_limits: tuple            # (IMAGE_MIN_DIM, IMAGE_MAX_DIM) the scale was chosen from
     mean_pixel: np.ndarray          # (3,) subtracted from every pixel
     # 2. backbone and FPN
     feature_shapes: dict            # name -> (h, w, channels)
@@ -120,23 +124,37 @@ class Inspection:
 
 # ---------------------------------------------------------------- the run
 
-_INSPECTION_MODELS = {}
+def _network_step(model):
+    """``detect()``'s first compiled step with the intermediate tensors added to its outputs.
 
+    It calls the engine's own objects (``model.folded`` and the proposal layer) in
+    ``detect()``'s order and is compiled like it, so TensorFlow runs the same
+    kernels and the proposals, class probabilities and deltas come out identical.
+    Kept on the model (traced once per model, freed with it).
+    """
+    network = getattr(model, "_inspection_step", None)
+    if network is not None:
+        return network
+    import tensorflow as tf
 
-def _inspection_model(model):
-    """The second Keras model (cached per engine): same layers, intermediate outputs."""
-    import keras
-    key = id(model.keras_model)
-    cached = _INSPECTION_MODELS.get(key)
-    if cached is not None and cached[0] is model.keras_model:
-        return cached[1]
-    detections, class_probs, class_deltas, masks, proposals, rpn_probs, rpn_deltas = (
-        model.keras_model.outputs)
-    outputs = [model.feature_maps[name] for name in FEATURE_NAMES] + [
-        rpn_probs, rpn_deltas, proposals, class_probs, class_deltas, detections, masks]
-    inspector = keras.Model(model.keras_model.inputs, outputs, name="mask_rcnn_inspection")
-    _INSPECTION_MODELS[key] = (model.keras_model, inspector)
-    return inspector
+    cfg = model.config
+    net = model.folded
+    proposal_layer = model.keras_model.get_layer("ROI")
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None, None, cfg.IMAGE_SHAPE[2]], tf.float32),
+        tf.TensorSpec([None, cfg.IMAGE_META_SIZE], tf.float32),
+        tf.TensorSpec([None, None, 4], tf.float32)])
+    def network(images, metas, anchors):
+        c_maps = net.backbone(images)                               # C2..C5
+        p_maps = net.pyramid(*c_maps)                               # P2..P6
+        rpn_probs, rpn_deltas = net.rpn(p_maps)                     # (1, A, 2), (1, A, 4)
+        proposals = proposal_layer(rpn_probs, rpn_deltas, anchors)  # (1, R, 4)
+        class_probs, class_deltas = net.classifier(proposals, metas, p_maps[:4])
+        return (*c_maps, *p_maps, rpn_probs, rpn_deltas, proposals, class_probs, class_deltas)
+
+    model._inspection_step = network
+    return network
 
 
 def anchor_counts(image_shape, strides, ratios, anchor_stride=1) -> np.ndarray:
@@ -166,11 +184,10 @@ def inspect_image(model, image) -> Inspection:
     ``model.detect([image])[0]`` for the model's config.
     """
     import tensorflow as tf
-    from mrcnn.box_ops import apply_box_deltas, clip_boxes, roi_pyramid_level
-    from mrcnn.imaging import to_rgb_array as to_rgb
+    from mrcnn.box_ops import apply_box_deltas, clip_boxes
 
     cfg = model.config
-    image = to_rgb(image)
+    image = to_rgb_array(image)
     started = time.perf_counter()
     batch, metas, (molded,) = model.mold_inputs([image])
     molded_shape = batch.shape[1:3]
@@ -178,17 +195,31 @@ def inspect_image(model, image) -> Inspection:
     inputs = [tf.constant(batch), tf.constant(metas), tf.constant(anchors[None])]
     prepared = time.perf_counter()
 
-    outputs = _inspection_model(model)(inputs, training=False)
+    # The detection and mask steps are detect()'s own, called as detect() calls them.
+    _, detections_step, masks_step = model._steps
     outputs = dict(zip(FEATURE_NAMES + ("rpn_probs", "rpn_deltas", "proposals", "class_probs",
-                                        "class_deltas", "detections", "masks"), outputs))
+                                        "class_deltas"), _network_step(model)(*inputs)))
+    raw_detections = detections_step(
+        outputs["proposals"], outputs["class_probs"], outputs["class_deltas"], inputs[1],
+        tf.constant(cfg.DETECTION_MIN_CONFIDENCE or 0.0, tf.float32),
+        tf.constant(cfg.DETECTION_NMS_THRESHOLD, tf.float32),
+        tf.constant(cfg.DETECTION_MAX_INSTANCES, tf.int32)).numpy()
+    detection_count = int((raw_detections[0, :, 4] > 0).sum())
+    if detection_count:
+        soft_masks = masks_step(
+            tf.constant(raw_detections[:, :, :4]), tf.constant(detection_count, tf.int32),
+            inputs[1], tf.constant(raw_detections[:, :detection_count, 4].astype(np.int32)),
+            *(outputs[name] for name in ("P2", "P3", "P4", "P5"))).numpy()[0]
+    else:
+        soft_masks = np.zeros((0,) + tuple(cfg.MASK_SHAPE), np.float32)
+    raw_detections = raw_detections[0]
+    detections = raw_detections[:detection_count]
     maps = {name: outputs[name][0].numpy() for name in FEATURE_NAMES}
     objectness = outputs["rpn_probs"][0, :, 1].numpy()
     rpn_deltas = outputs["rpn_deltas"][0].numpy()
     proposals = outputs["proposals"][0].numpy()
     class_probs = outputs["class_probs"][0].numpy()
     class_deltas = outputs["class_deltas"][0].numpy()
-    raw_detections = outputs["detections"][0].numpy()
-    all_masks = outputs["masks"][0].numpy()
     ran = time.perf_counter()
 
     # RPN: the proposal layer's steps again, on numpy copies of the same tensors.
@@ -205,15 +236,20 @@ def inspect_image(model, image) -> Inspection:
         float(cfg.RPN_NMS_THRESHOLD)).numpy()
     proposal_count = int(np.any(proposals != 0, axis=1).sum())
 
-    # RoI align: level of every real proposal, and a few crops through the heads' own layers.
-    image_area = float(molded_shape[0] * molded_shape[1])
-    levels = roi_pyramid_level(tf.constant(proposals[:proposal_count]), image_area).numpy()
+    # RoI align: the level of every proposal, computed over all R rows as the classifier
+    # does (TensorFlow's float32 log can differ in the last bit with the tensor's length),
+    # and a few crops through the heads' own RoI-align layers at those levels.
+    meta = tf.constant(metas)
+    all_levels = model.heads.roi_align_classifier.levels(tf.constant(proposals[None]), meta)
+    levels = all_levels.numpy()[0, :proposal_count]
     crop_ids = _choose_crops(levels)
     pyramid = [tf.constant(maps[name][None]) for name in ("P2", "P3", "P4", "P5")]
     crop_boxes = tf.constant(proposals[crop_ids][None])
-    meta = tf.constant(metas)
-    crops_classifier = model.heads.roi_align_classifier(crop_boxes, meta, pyramid)[0].numpy()
-    crops_mask = model.heads.roi_align_mask(crop_boxes, meta, pyramid)[0].numpy()
+    crop_levels = tf.constant(levels[crop_ids][None])
+    crops_classifier = model.heads.roi_align_classifier(
+        crop_boxes, meta, pyramid, levels=crop_levels)[0].numpy()
+    crops_mask = model.heads.roi_align_mask(
+        crop_boxes, meta, pyramid, levels=crop_levels)[0].numpy()
 
     # Classifier: each RoI's best class and its refined box, as the detection layer does.
     roi_class_ids = np.argmax(class_probs, axis=1).astype(np.int32)
@@ -225,10 +261,6 @@ def inspect_image(model, image) -> Inspection:
                              tf.constant(window_normalized)).numpy()
 
     # Final detections, unmolded exactly as detect() does.
-    detection_count = int((raw_detections[:, 4] > 0).sum())
-    detections = raw_detections[:detection_count]
-    soft_masks = all_masks[np.arange(detection_count), :, :,
-                           detections[:, 4].astype(np.int64)]      # (D, 28, 28)
     rois, class_ids, scores, masks = unmold_detections(
         raw_detections, soft_masks, molded.original_shape, molded.image.shape, molded.window)
     kept = _unmolded_rows(detections, molded.window, molded_shape, molded.original_shape)
@@ -241,6 +273,7 @@ def inspect_image(model, image) -> Inspection:
         image=image,
         molded_image=np.rint(molded.image + np.asarray(cfg.MEAN_PIXEL)).astype(np.uint8),
         window=np.asarray(molded.window, np.int64), scale=float(molded.scale),
+        resize_limits=(int(cfg.IMAGE_MIN_DIM), int(cfg.IMAGE_MAX_DIM)),
         mean_pixel=np.asarray(cfg.MEAN_PIXEL, np.float64),
         feature_shapes={name: tuple(int(d) for d in maps[name].shape) for name in FEATURE_NAMES},
         feature_means={name: maps[name].mean(axis=2) for name in FEATURE_NAMES},
@@ -439,11 +472,11 @@ def enlarge(picture, size: int) -> np.ndarray:
     return picture.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def resize_picture(picture, size) -> np.ndarray:
-    """RGB uint8 resized to (height, width) with bilinear filtering (display only)."""
+def resize_picture(picture, size, smooth=True) -> np.ndarray:
+    """RGB uint8 resized to (height, width), bilinear or nearest-neighbour (display only)."""
     height, width = size
     return np.asarray(Image.fromarray(np.asarray(picture, np.uint8)).resize(
-        (int(width), int(height)), Image.BILINEAR))
+        (int(width), int(height)), Image.BILINEAR if smooth else Image.NEAREST))
 
 
 def heatmap_over(image, values, alpha=0.6, cmap="magma") -> np.ndarray:
@@ -481,6 +514,37 @@ def draw_boxes(picture, boxes, colors, width=2, labels=None, fill_alpha=0.0,
             draw.text((x1 + 2 - left, ty + 2 - top), labels[i], font=font,
                       fill=(0, 0, 0, 255) if luminance > 150 else (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(canvas, overlay).convert("RGB"))
+
+
+def zoom_region(boxes_px, image_shape, margin=0.5, min_side=48) -> tuple:
+    """A square region (y1, x1, y2, x2) around one or more pixel boxes, with ``margin``
+    of their size on each side, at least ``min_side`` pixels, kept inside the image."""
+    boxes = np.asarray(boxes_px, np.float64).reshape(-1, 4)
+    y1, x1 = boxes[:, :2].min(axis=0)
+    y2, x2 = boxes[:, 2:].max(axis=0)
+    side = max(y2 - y1, x2 - x1) * (1 + 2 * margin)
+    side = int(min(max(side, min_side), *image_shape[:2]))
+    cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
+    top = int(np.clip(round(cy - side / 2), 0, image_shape[0] - side))
+    left = int(np.clip(round(cx - side / 2), 0, image_shape[1] - side))
+    return top, left, top + side, left + side
+
+
+def zoom(picture, region, boxes=(), colors=((255, 255, 255),), labels=None, size=320,
+         width=3, smooth=True) -> np.ndarray:
+    """``picture`` cut to ``region`` and enlarged to ``size`` px, with pixel ``boxes`` drawn.
+
+    ``smooth=False`` enlarges with nearest neighbour, so single pixels stay visible.
+    """
+    top, left, bottom, right = region
+    crop = np.asarray(picture)[top:bottom, left:right]
+    factor = size / max(crop.shape[:2])
+    enlarged = resize_picture(crop, (round(crop.shape[0] * factor), round(crop.shape[1] * factor)),
+                              smooth=smooth)
+    if len(boxes) == 0:
+        return enlarged
+    shifted = np.asarray(boxes, np.float64).reshape(-1, 4) - [top, left, top, left]
+    return draw_boxes(enlarged, shifted, colors, width=width, labels=labels, scale=factor)
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,6 +7,7 @@ Each section with controls is an ``st.fragment`` so moving one reruns only it.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 
@@ -15,6 +16,7 @@ import streamlit as st
 
 from mrcnn import CocoConfig
 from mrcnn import inspect as insp_lib
+from mrcnn.imaging import to_rgb_array
 from mrcnn.render import draw_detections, palette
 from mrcnn.weights import WeightsFileError, check_weights_file, default_weights_path
 
@@ -32,9 +34,26 @@ st.set_page_config(page_title="How it works · Mask R-CNN Studio", page_icon=":m
 
 @st.cache_resource(show_spinner="Loading Mask R-CNN (ResNet-101 FPN, COCO weights)…")
 def load_model(weights_path: str):
-    """The COCO model for a weights file (built once per process)."""
+    """The COCO model for a weights file (built once per process).
+
+    Streamlit calls ``keras.backend.clear_session()`` at the end of every script run,
+    which resets Keras' layer-name counters for all threads: when another session's
+    run ends while this one builds the model, two auto-named layers can get the same
+    name and Keras refuses the model ("The name ... is used 2 times"). Building again
+    is then all it takes.
+    """
     from mrcnn.model import load_model as build_model
-    return build_model(weights_path, CocoConfig())
+    for attempt in range(3):
+        try:
+            model = build_model(weights_path, CocoConfig())
+            break
+        except ValueError as error:
+            if "is used 2 times in the model" not in str(error) or attempt == 2:
+                raise
+    # Streamlit ends every run (fragment runs too) with a full garbage collection;
+    # freezing the model's and TensorFlow's long-lived objects keeps that cheap.
+    gc.freeze()
+    return model
 
 
 @st.cache_resource
@@ -62,8 +81,7 @@ def sample_images() -> dict:
 
 @st.cache_data(show_spinner=False)
 def load_sample(name: str) -> np.ndarray:
-    from mrcnn.model import to_rgb
-    return to_rgb(sample_images()[name]())
+    return to_rgb_array(sample_images()[name]())
 
 
 def image_key(image: np.ndarray) -> str:
@@ -79,8 +97,9 @@ def choose_image():
     if chosen is not None:
         name = st.session_state.get("selected_image_name") or "your image"
         options[f"{name} (chosen on the main page)"] = None
-    for name in sample_images():
-        options[name] = name
+    samples = sample_images()
+    for name, loader in samples.items():
+        options[getattr(loader, "title", name)] = name
     label = st.selectbox("Image to look inside", list(options), key="hiw_image")
     if options[label] is None:
         return label, np.asarray(chosen)
@@ -114,11 +133,15 @@ def section_input(insp, label: str) -> None:
     h, w = insp.image.shape[:2]
     H, W = insp.molded_shape
     y1, x1, y2, x2 = (int(v) for v in insp.window)
+    low, high = insp.resize_limits
     st.markdown(
-        f"The network takes one fixed frame. The COCO settings scale the picture so "
-        f"its longer side fits {W} pixels (scale **{insp.scale:.4f}**), then pad it "
-        f"with zeros into a {H}×{W} square. Before the first layer the mean colour "
-        f"({', '.join(f'{v:g}' for v in insp.mean_pixel)}) is subtracted from every pixel.")
+        f"The network takes one fixed frame. A picture whose shorter side is below {low} "
+        f"pixels is enlarged to reach {low}; then, if its longer side is over {high}, it is "
+        f"scaled so that side is exactly {high}, and zeros pad it into a {H}×{W} square. "
+        f"Here the scale is "
+        f"**{insp.scale:.4f}**, so the picture becomes {y2 - y1}×{x2 - x1}. Before the "
+        f"first layer the mean colour ({', '.join(f'{v:g}' for v in insp.mean_pixel)}) "
+        f"is subtracted from every pixel.")
     shapes_line(f"original: {h}×{w}×3 uint8", f"network input: (1, {H}, {W}, 3) float32",
                 f"window y1, x1, y2, x2 = ({y1}, {x1}, {y2}, {x2})")
     left, right = st.columns(2)
@@ -128,7 +151,7 @@ def section_input(insp, label: str) -> None:
                                  width=3, labels=["window"], scale=s)
     right.image(framed, caption=f"Network input: resized to {y2 - y1}×{x2 - x1}, "
                 f"padded to {H}×{W}; the red box is the window", width="stretch")
-    cols = st.columns(4)
+    cols = st.columns([2, 2, 3, 2])
     cols[0].metric("Original size", f"{w}×{h}")
     cols[1].metric("Scale", f"{insp.scale:.4f}")
     cols[2].metric("Window (y1, x1, y2, x2)", f"{y1}, {x1}, {y2}, {x2}")
@@ -334,20 +357,23 @@ def section_heads(insp) -> None:
         format_func=lambda i: f"RoI #{i + 1}: {insp.class_name(insp.roi_class_ids[i])} "
                               f"{insp.roi_scores[i]:.3f}")
     order = np.argsort(-insp.class_probs[pick], kind="stable")[:6]
-    left, right = st.columns([1, 1])
-    left.image(insp_lib.class_bars([insp.class_name(c) for c in order],
-                                   insp.class_probs[pick][order]), width="stretch",
-               caption=f"RoI #{pick + 1}: the six most likely of {C} classes (softmax)")
+    st.image(insp_lib.class_bars([insp.class_name(c) for c in order],
+                                 insp.class_probs[pick][order]),
+             caption=f"RoI #{pick + 1}: the six most likely of {C} classes (softmax)")
+    left, right = st.columns(2)
     proposal_px = insp.to_pixels(insp.proposals[pick])
     refined_px = insp.to_pixels(insp.roi_refined_boxes[pick])
+    name = insp.class_name(insp.roi_class_ids[pick])
+    colours = [WHITE, (255, 120, 40)]
     picture = insp_lib.draw_boxes(insp_lib.dim(frame(insp), 0.3), [proposal_px, refined_px],
-                                  [WHITE, (255, 120, 40)], width=3,
-                                  labels=["proposal", insp.class_name(insp.roi_class_ids[pick])],
-                                  scale=s)
-    right.image(picture, width="stretch",
-                caption=f"White: the proposal {fmt_box(insp.proposals[pick])}; orange: "
-                        f"refined by the {insp.class_name(insp.roi_class_ids[pick])} deltas "
-                        f"{fmt_box(insp.roi_deltas[pick])}")
+                                  colours, width=2, scale=s)
+    region = insp_lib.zoom_region([proposal_px, refined_px], insp.molded_shape)
+    close_up = insp_lib.zoom(insp.molded_image, region, [proposal_px, refined_px], colours,
+                             labels=["", name])
+    left.image(picture, width="stretch", caption="Where it is in the network input")
+    right.image(close_up, width="stretch",
+                caption=f"Close-up. White: the proposal {fmt_box(insp.proposals[pick])}; "
+                        f"orange: refined by the {name} deltas {fmt_box(insp.roi_deltas[pick])}")
 
     st.subheader("From RoIs to detections")
     threshold = st.slider("Minimum class score", 0.0, 1.0,
@@ -358,15 +384,20 @@ def section_heads(insp) -> None:
     names = sorted({insp.class_name(c) for c in insp.roi_class_ids[candidates]})
     only = st.selectbox("Class", ["all classes"] + names, key="hiw_heads_class")
     if only != "all classes":
-        candidates = candidates[[insp.class_name(c) == only for c in insp.roi_class_ids[candidates]]]
-        kept = kept[[insp.class_name(c) == only for c in insp.roi_class_ids[kept]]]
+        class_id = insp.class_names.index(only)
+        candidates = candidates[insp.roi_class_ids[candidates] == class_id]
+        kept = kept[insp.roi_class_ids[kept] == class_id]
     cols = st.columns(3)
-    cols[0].metric("RoIs with an object class", f"{int((insp.roi_class_ids[:insp.proposal_count] > 0).sum()):,}")
+    objects = int((insp.roi_class_ids[:insp.proposal_count] > 0).sum())
+    cols[0].metric("RoIs with an object class", f"{objects:,}")
     cols[1].metric("Candidates at this score", f"{len(candidates):,}")
     cols[2].metric("Detections after per-class NMS", f"{len(kept):,}")
-    if abs(threshold - insp.detection_min_confidence) < 1e-9:
+    if abs(threshold - insp.detection_min_confidence) < 1e-9 and only == "all classes":
+        dropped = len(kept) - len(insp.class_ids)
         st.caption(f"At {insp.detection_min_confidence:g} (the configured threshold) these "
-                   f"are exactly the {len(insp.class_ids)} detections the engine returns.")
+                   f"are the engine's own {len(insp.detections)} detections"
+                   + (f"; {dropped} of them round to an empty box in the original image "
+                      "and are dropped when unmolding." if dropped else "."))
     base = insp_lib.dim(frame(insp), 0.35)
     left, right = st.columns(2)
     left.image(insp_lib.draw_boxes(base, insp.to_pixels(insp.roi_refined_boxes[candidates]),
@@ -378,10 +409,11 @@ def section_heads(insp) -> None:
                                     colours[:len(kept)], width=2,
                                     labels=labels if len(kept) <= 25 else None, scale=s),
                 width="stretch", caption=f"After NMS: {len(kept)} detections")
-    iou_explainer()
 
 
+@st.fragment
 def iou_explainer() -> None:
+    """Part of section 6, in a fragment of its own: its sliders redraw only this."""
     st.subheader("IoU: how much two boxes overlap")
     st.markdown(
         "Intersection over union = the shared area divided by the area the two boxes "
@@ -443,17 +475,26 @@ def section_masks(insp) -> None:
     result = {"rois": insp.rois[pick:pick + 1], "class_ids": insp.class_ids[pick:pick + 1],
               "scores": insp.scores[pick:pick + 1], "masks": mask[:, :, None]}
     overlay = draw_detections(insp.image, result, insp.class_names, colors=colours[pick:pick + 1])
-    cols = st.columns([1, 2])
+    unlabelled = draw_detections(insp.image, result, insp.class_names, show_labels=False,
+                                 colors=colours[pick:pick + 1])
+    region = insp_lib.zoom_region(insp.rois[pick], insp.image.shape, margin=0.25)
+    cols = st.columns(3)
     cols[0].image(insp_lib.enlarge(insp_lib.colormap(soft, "magma", 0.0, 1.0), 280),
-                  width="stretch", caption=f"28×28 soft mask, values {soft.min():.2f}–{soft.max():.2f}")
-    cols[1].image(overlay, width="stretch",
-                  caption=f"Pasted into the image at {threshold:.2f}: {int(mask.sum()):,} pixels "
-                          f"(the engine, at 0.5: {int(insp.masks[:, :, pick].sum()):,})")
+                  width="stretch",
+                  caption=f"28×28 soft mask, values {soft.min():.2f}–{soft.max():.2f}")
+    cols[1].image(insp_lib.zoom(unlabelled, region, smooth=False), width="stretch",
+                  caption=f"Stretched over the box {tuple(int(v) for v in insp.rois[pick])} "
+                          f"and cut at {threshold:.2f} (close-up)")
+    cols[2].image(overlay, width="stretch", caption="In the whole image")
+    left, right, _ = st.columns(3)
+    left.metric("Mask pixels at this cut", f"{int(mask.sum()):,}")
+    right.metric("Engine's mask (0.5)", f"{int(insp.masks[:, :, pick].sum()):,}")
     st.markdown("**Every detection's soft mask:**")
     shown = min(N, 12)
     cols = st.columns(6)
     for i in range(shown):
-        cols[i % 6].image(insp_lib.enlarge(insp_lib.colormap(insp.soft_masks[i], "magma", 0, 1), 112),
+        heat = insp_lib.colormap(insp.soft_masks[i], "magma", 0.0, 1.0)
+        cols[i % 6].image(insp_lib.enlarge(heat, 112),
                           width="stretch",
                           caption=f"#{i + 1} {insp.class_name(insp.class_ids[i])}")
     if N > shown:
@@ -477,7 +518,12 @@ except WeightsFileError as error:
 
 label, image = choose_image()
 with st.spinner("Running the network once on this image and keeping every stage…"):
-    inspection = run_inspection(image_key(image), weights_path, image)
+    try:
+        inspection = run_inspection(image_key(image), weights_path, image)
+    except Exception as error:  # noqa: BLE001 - say what failed instead of a traceback
+        st.error(f"The model could not run on this image: {error}. Check the weights file "
+                 f"({weights_path}) and reload the page.")
+        st.stop()
 st.caption(f"Network run: {inspection.seconds.get('network', 0.0):.1f} s on "
            f"{load_model(weights_path).device}; everything after it is redrawn from "
            "the saved results.")
@@ -488,4 +534,5 @@ section_anchors(inspection)
 section_rpn(inspection)
 section_roi_align(inspection)
 section_heads(inspection)
+iou_explainer()
 section_masks(inspection)
