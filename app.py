@@ -176,8 +176,8 @@ def sidebar_settings() -> tuple[RunSettings, ViewSettings]:
 def shared_backend(weights_path: str, url: str | None, token: str | None = None):
     """One model (or one service client) for every visitor of this server process."""
     def load():
-        from mrcnn.model import load_model
-        return load_model(weights_path, CocoConfig())
+        from mrcnn.model import shared_model   # the same object the other pages use
+        return shared_model(weights_path, CocoConfig())
     backend = make_backend(model_loader=load, url=url, token=token)
     # After every run Streamlit calls keras.backend.clear_session(), which ends in
     # a full gc.collect(): walking TensorFlow's and the model's millions of

@@ -1,5 +1,9 @@
 """ResNet-50/101 backbone and the feature pyramid (FPN), with the reference's layer names.
 
+Every layer is named explicitly: Keras' automatic names come from process-wide
+counters that Streamlit resets (``clear_session``) after each script run, which
+can make two layers of a model being built in another thread collide.
+
 ``resnet`` returns C2..C5 (strides 4, 8, 16, 32); ``feature_pyramid`` turns them into
 P2..P6 (P6 is P5 subsampled by 2, used only by the RPN). The stride-2 of each
 stage sits in the first 1x1 convolution, as in the original Caffe ResNet.
@@ -24,16 +28,16 @@ def _bottleneck(x, filters, stage, block, strides=None):
     shortcut = x
     y = layers.Conv2D(f1, 1, strides=strides or 1, name=conv + "2a")(x)
     y = _bn(bn + "2a")(y)
-    y = layers.Activation("relu")(y)
+    y = layers.Activation("relu", name=conv + "2a_relu")(y)
     y = layers.Conv2D(f2, 3, padding="same", name=conv + "2b")(y)
     y = _bn(bn + "2b")(y)
-    y = layers.Activation("relu")(y)
+    y = layers.Activation("relu", name=conv + "2b_relu")(y)
     y = layers.Conv2D(f3, 1, name=conv + "2c")(y)
     y = _bn(bn + "2c")(y)
     if strides is not None:
         shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1")(x)
         shortcut = _bn(bn + "1")(shortcut)
-    y = layers.Add()([y, shortcut])
+    y = layers.Add(name=f"res{stage}{block}_add")([y, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
@@ -42,11 +46,11 @@ def resnet(input_image, architecture="resnet101"):
     if architecture not in RESNET_STAGE4_BLOCKS:
         raise ValueError(f"BACKBONE must be one of {sorted(RESNET_STAGE4_BLOCKS)}, "
                          f"not {architecture!r}.")
-    x = layers.ZeroPadding2D((3, 3))(input_image)
+    x = layers.ZeroPadding2D((3, 3), name="conv1_pad")(input_image)
     x = layers.Conv2D(64, 7, strides=2, name="conv1")(x)
     x = _bn("bn_conv1")(x)
-    x = layers.Activation("relu")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
 
     x = _bottleneck(x, [64, 64, 256], 2, "a", strides=1)
     x = _bottleneck(x, [64, 64, 256], 2, "b")

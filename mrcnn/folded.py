@@ -46,8 +46,10 @@ class FoldedNetwork:
         self.variables = {}
         self.refresh()
         heads = model.heads
-        self.roi_align_classifier = PyramidROIAlign(heads.roi_align_classifier.pool_shape)
-        self.roi_align_mask = PyramidROIAlign(heads.roi_align_mask.pool_shape)
+        self.roi_align_classifier = PyramidROIAlign(heads.roi_align_classifier.pool_shape,
+                                                    name="folded_roi_align_classifier")
+        self.roi_align_mask = PyramidROIAlign(heads.roi_align_mask.pool_shape,
+                                              name="folded_roi_align_mask")
 
     @staticmethod
     def _resnet_blocks(architecture):

@@ -21,10 +21,10 @@ def build_rpn_model(anchors_per_location, anchor_stride=1, depth=256):
     shared = layers.Conv2D(512, 3, padding="same", activation="relu", strides=anchor_stride,
                            name="rpn_conv_shared")(feature_map)
     logits = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
-    logits = layers.Reshape((-1, 2))(logits)
+    logits = layers.Reshape((-1, 2), name="rpn_class_reshape")(logits)
     probs = layers.Activation("softmax", name="rpn_class_probs")(logits)
     deltas = layers.Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred")(shared)
-    deltas = layers.Reshape((-1, 4))(deltas)
+    deltas = layers.Reshape((-1, 4), name="rpn_bbox_reshape")(deltas)
     return keras.Model(feature_map, [logits, probs, deltas], name="rpn_model")
 
 
@@ -37,32 +37,42 @@ class Heads:
         pool = config.POOL_SIZE
 
         def bn(name):
-            return RoiDistributed(layers.BatchNormalization(epsilon=1e-3), name=name)
+            return RoiDistributed(layers.BatchNormalization(epsilon=1e-3, name=name + "_inner"),
+                                  name=name)
 
         self.roi_align_classifier = PyramidROIAlign([pool, pool], name="roi_align_classifier")
-        self.class_conv1 = RoiDistributed(layers.Conv2D(fc, pool, padding="valid"),
-                                          name="mrcnn_class_conv1")
+        self.class_conv1 = RoiDistributed(
+            layers.Conv2D(fc, pool, padding="valid", name="mrcnn_class_conv1_inner"),
+            name="mrcnn_class_conv1")
         self.class_bn1 = bn("mrcnn_class_bn1")
-        self.class_conv2 = RoiDistributed(layers.Conv2D(fc, 1), name="mrcnn_class_conv2")
+        self.class_conv2 = RoiDistributed(layers.Conv2D(fc, 1, name="mrcnn_class_conv2_inner"),
+                                          name="mrcnn_class_conv2")
         self.class_bn2 = bn("mrcnn_class_bn2")
-        self.class_logits = RoiDistributed(layers.Dense(num_classes), name="mrcnn_class_logits")
-        self.bbox_fc = RoiDistributed(layers.Dense(num_classes * 4), name="mrcnn_bbox_fc")
+        self.class_logits = RoiDistributed(
+            layers.Dense(num_classes, name="mrcnn_class_logits_inner"), name="mrcnn_class_logits")
+        self.bbox_fc = RoiDistributed(
+            layers.Dense(num_classes * 4, name="mrcnn_bbox_fc_inner"), name="mrcnn_bbox_fc")
         self.num_classes = num_classes
 
         self.roi_align_mask = PyramidROIAlign([config.MASK_POOL_SIZE] * 2, name="roi_align_mask")
         self.mask_convs = [
-            (RoiDistributed(layers.Conv2D(256, 3, padding="same"), name=f"mrcnn_mask_conv{i}"),
+            (RoiDistributed(layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}_inner"),
+                            name=f"mrcnn_mask_conv{i}"),
              bn(f"mrcnn_mask_bn{i}")) for i in range(1, 5)]
         self.mask_deconv = RoiDistributed(
-            layers.Conv2DTranspose(256, 2, strides=2, activation="relu"), name="mrcnn_mask_deconv")
+            layers.Conv2DTranspose(256, 2, strides=2, activation="relu",
+                                   name="mrcnn_mask_deconv_inner"), name="mrcnn_mask_deconv")
         self.mask_out = RoiDistributed(
-            layers.Conv2D(num_classes, 1, activation="sigmoid"), name="mrcnn_mask")
+            layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask_inner"),
+            name="mrcnn_mask")
 
     def classifier(self, rois, image_meta, feature_maps):
         """rois (B, N, 4) -> logits (B, N, C), probs (B, N, C), deltas (B, N, C, 4)."""
         x = self.roi_align_classifier(rois, image_meta, feature_maps)
-        x = layers.Activation("relu")(self.class_bn1(self.class_conv1(x), training=False))
-        x = layers.Activation("relu")(self.class_bn2(self.class_conv2(x), training=False))
+        x = layers.Activation("relu", name="mrcnn_class_relu1")(
+            self.class_bn1(self.class_conv1(x), training=False))
+        x = layers.Activation("relu", name="mrcnn_class_relu2")(
+            self.class_bn2(self.class_conv2(x), training=False))
         shared = layers.Reshape((-1, x.shape[-1]), name="pool_squeeze")(x)
         logits = self.class_logits(shared)
         probs = layers.Activation("softmax", name="mrcnn_class")(logits)
@@ -73,6 +83,6 @@ class Heads:
     def mask(self, rois, image_meta, feature_maps):
         """rois (B, N, 4) -> soft masks (B, N, 2*MASK_POOL_SIZE, 2*MASK_POOL_SIZE, C)."""
         x = self.roi_align_mask(rois, image_meta, feature_maps)
-        for conv, bn in self.mask_convs:
-            x = layers.Activation("relu")(bn(conv(x), training=False))
+        for i, (conv, bn) in enumerate(self.mask_convs, start=1):
+            x = layers.Activation("relu", name=f"mrcnn_mask_relu{i}")(bn(conv(x), training=False))
         return self.mask_out(self.mask_deconv(x))

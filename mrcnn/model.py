@@ -16,8 +16,10 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -259,3 +261,26 @@ def load_model(weights_path=None, config=None, exclude=()) -> MaskRCNN:
     model = MaskRCNN(config or CocoConfig())
     model.load_weights(path, exclude=exclude)
     return model
+
+
+_SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_model(weights_path=None, config=None) -> MaskRCNN:
+    """One loaded model per (weights file, config) for the whole process.
+
+    Several front ends in one process (the app's pages, a notebook's cells) get the
+    same object instead of one ~1 GB copy each. A weights file replaced on disk
+    (another size or modification time) loads anew.
+    """
+    from mrcnn.weights import default_weights_path
+    path = Path(weights_path or default_weights_path()).resolve()
+    config = config or CocoConfig()
+    stat = path.stat() if path.exists() else None
+    key = (str(path), stat and (stat.st_size, stat.st_mtime_ns), type(config).__qualname__,
+           repr(sorted((k, repr(v)) for k, v in config.to_dict().items())))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = load_model(path, config)
+        return _SHARED[key]

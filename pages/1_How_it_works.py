@@ -34,22 +34,9 @@ st.set_page_config(page_title="How it works · Mask R-CNN Studio", page_icon=":m
 
 @st.cache_resource(show_spinner="Loading Mask R-CNN (ResNet-101 FPN, COCO weights)…")
 def load_model(weights_path: str):
-    """The COCO model for a weights file (built once per process).
-
-    Streamlit calls ``keras.backend.clear_session()`` at the end of every script run,
-    which resets Keras' layer-name counters for all threads: when another session's
-    run ends while this one builds the model, two auto-named layers can get the same
-    name and Keras refuses the model ("The name ... is used 2 times"). Building again
-    is then all it takes.
-    """
-    from mrcnn.model import load_model as build_model
-    for attempt in range(3):
-        try:
-            model = build_model(weights_path, CocoConfig())
-            break
-        except ValueError as error:
-            if "is used 2 times in the model" not in str(error) or attempt == 2:
-                raise
+    """The COCO model for a weights file: the same object the main page uses."""
+    from mrcnn.model import shared_model
+    model = shared_model(weights_path, CocoConfig())
     # Streamlit ends every run (fragment runs too) with a full garbage collection;
     # freezing the model's and TensorFlow's long-lived objects keeps that cheap.
     gc.freeze()
