@@ -486,3 +486,20 @@ def test_page_through_MRCNN_SERVE_URL_shows_the_in_process_detections(service, s
     table = at.dataframe[0].value
     assert len(table) == len(here["scores"]) > 0
     np.testing.assert_allclose(table["Score"].to_numpy(dtype=float), here["scores"], atol=1e-3)
+
+
+def test_detections_difference_allows_one_unmatched_and_catches_cross_talk(photos, small_model):
+    names = class_names_for(small_model.config)
+    mine = detections_json(small_model.detect([photos["astronaut"]])[0], names)
+    other = detections_json(small_model.detect([photos["coffee"]])[0], names)
+    assert len(mine) >= 3
+    assert detections_difference(mine, mine) is None
+    moved = [dict(d) for d in mine]
+    moved[1]["box"] = [v + 5 for v in moved[1]["box"]]
+    assert detections_difference(mine, moved) is None                  # one may differ
+    moved[2]["box"] = [v + 5 for v in moved[2]["box"]]
+    assert "has no counterpart" in detections_difference(mine, moved)  # two may not
+    assert detections_difference(mine, mine[:-1]) is None               # one missing
+    assert detections_difference(mine, mine[:-2]) is not None
+    assert detections_difference(mine, other) is not None               # another image's answer
+    assert detections_difference(mine, mine[::-1]) == "detections are not ordered by score"
