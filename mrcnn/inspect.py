@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mrcnn.anchors import backbone_shapes, denorm_boxes, get_anchors, norm_boxes
+from mrcnn.anchors import backbone_shapes, denorm_boxes, norm_boxes
 from mrcnn.classes import COCO_CLASS_NAMES
 from mrcnn.imaging import to_rgb_array
 from mrcnn.molding import sk_resize, unmold_detections
@@ -124,39 +124,6 @@ class Inspection:
 
 # ---------------------------------------------------------------- the run
 
-def _network_step(model):
-    """``detect()``'s first compiled step with the intermediate tensors added to its outputs.
-
-    It calls the engine's own objects (``model.folded`` and the proposal layer) in
-    ``detect()``'s order and is compiled like it, so TensorFlow runs the same
-    kernels and the proposals, class probabilities and deltas come out identical.
-    Kept on the model (traced once per model, freed with it).
-    """
-    network = getattr(model, "_inspection_step", None)
-    if network is not None:
-        return network
-    import tensorflow as tf
-
-    cfg = model.config
-    net = model.folded
-    proposal_layer = model.keras_model.get_layer("ROI")
-
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None, None, cfg.IMAGE_SHAPE[2]], tf.float32),
-        tf.TensorSpec([None, cfg.IMAGE_META_SIZE], tf.float32),
-        tf.TensorSpec([None, None, 4], tf.float32)])
-    def network(images, metas, anchors):
-        c_maps = net.backbone(images)                               # C2..C5
-        p_maps = net.pyramid(*c_maps)                               # P2..P6
-        rpn_probs, rpn_deltas = net.rpn(p_maps)                     # (1, A, 2), (1, A, 4)
-        proposals = proposal_layer(rpn_probs, rpn_deltas, anchors)  # (1, R, 4)
-        class_probs, class_deltas = net.classifier(proposals, metas, p_maps[:4])
-        return (*c_maps, *p_maps, rpn_probs, rpn_deltas, proposals, class_probs, class_deltas)
-
-    model._inspection_step = network
-    return network
-
-
 def anchor_counts(image_shape, strides, ratios, anchor_stride=1) -> np.ndarray:
     """Anchors on each level: ceil(H/s) * ceil(W/s) / anchor_stride**2 * len(ratios)."""
     shapes = backbone_shapes(image_shape, strides)
@@ -189,30 +156,14 @@ def inspect_image(model, image) -> Inspection:
     cfg = model.config
     image = to_rgb_array(image)
     started = time.perf_counter()
-    batch, metas, (molded,) = model.mold_inputs([image])
-    molded_shape = batch.shape[1:3]
-    anchors = get_anchors(cfg, molded_shape)
-    inputs = [tf.constant(batch), tf.constant(metas), tf.constant(anchors[None])]
-    prepared = time.perf_counter()
-
-    # The detection and mask steps are detect()'s own, called as detect() calls them.
-    _, detections_step, masks_step = model._steps
-    outputs = dict(zip(FEATURE_NAMES + ("rpn_probs", "rpn_deltas", "proposals", "class_probs",
-                                        "class_deltas"), _network_step(model)(*inputs)))
-    raw_detections = detections_step(
-        outputs["proposals"], outputs["class_probs"], outputs["class_deltas"], inputs[1],
-        tf.constant(cfg.DETECTION_MIN_CONFIDENCE or 0.0, tf.float32),
-        tf.constant(cfg.DETECTION_NMS_THRESHOLD, tf.float32),
-        tf.constant(cfg.DETECTION_MAX_INSTANCES, tf.int32)).numpy()
-    detection_count = int((raw_detections[0, :, 4] > 0).sum())
-    if detection_count:
-        soft_masks = masks_step(
-            tf.constant(raw_detections[:, :, :4]), tf.constant(detection_count, tf.int32),
-            inputs[1], tf.constant(raw_detections[:, :detection_count, 4].astype(np.int32)),
-            *(outputs[name] for name in ("P2", "P3", "P4", "P5"))).numpy()[0]
-    else:
-        soft_masks = np.zeros((0,) + tuple(cfg.MASK_SHAPE), np.float32)
-    raw_detections = raw_detections[0]
+    run = model.run_network([image])           # exactly what detect() computes
+    (molded,) = run.molded
+    metas, anchors, outputs = run.metas, run.anchors, run.stages
+    molded_shape = run.timings.input_shape
+    prepared = started + run.timings.mold
+    raw_detections = run.detections[0]
+    detection_count = int((raw_detections[:, 4] > 0).sum())
+    soft_masks = run.masks[0, :detection_count]
     detections = raw_detections[:detection_count]
     maps = {name: outputs[name][0].numpy() for name in FEATURE_NAMES}
     objectness = outputs["rpn_probs"][0, :, 1].numpy()

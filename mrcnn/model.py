@@ -36,6 +36,9 @@ from mrcnn.folded import FoldedNetwork  # noqa: E402
 from mrcnn.heads import Heads, build_rpn_model  # noqa: E402
 from mrcnn.layers import DetectionLayer, ProposalLayer, detect_batch  # noqa: E402
 
+#: The intermediate tensors of a run, in network order.
+STAGES = ("C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6", "rpn_probs", "rpn_deltas",
+          "proposals", "class_probs", "class_deltas")
 RUNTIME_SETTINGS = {"DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD",
                     "DETECTION_MAX_INSTANCES", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM"}
 
@@ -66,6 +69,19 @@ class Timings:
     def as_dict(self) -> dict:
         return {"mold": self.mold, "network": self.network, "masks": self.masks,
                 "unmold": self.unmold}
+
+
+@dataclass
+class NetworkRun:
+    """One batch through the network, in the molded frame (before unmolding)."""
+    config: Config                 # the config of this run (overrides applied)
+    molded: list                   # MoldedImage per image
+    metas: np.ndarray              # (B, IMAGE_META_SIZE) float32
+    anchors: np.ndarray            # (A, 4) normalised
+    stages: dict                   # STAGES name -> tf.Tensor (batch first)
+    detections: np.ndarray         # (B, DETECTION_MAX_INSTANCES, 6) normalised, zero-padded
+    masks: np.ndarray              # (B, n, 28, 28) soft mask of each detection's own class
+    timings: Timings
 
 
 class MaskRCNN:
@@ -133,12 +149,15 @@ class MaskRCNN:
 
         @tf.function(input_signature=[spec_image, spec_meta, spec_boxes])
         def classify_step(images, metas, anchors):
+            """Molded images -> every stage up to the classified RoIs, by name (STAGES)."""
             net = self.folded
-            p2, p3, p4, p5, p6 = net.pyramid(*net.backbone(images))
-            rpn_probs, rpn_deltas = net.rpn([p2, p3, p4, p5, p6])
-            rois = proposal_layer(rpn_probs, rpn_deltas, anchors)
-            probs, deltas = net.classifier(rois, metas, [p2, p3, p4, p5])
-            return rois, probs, deltas, p2, p3, p4, p5
+            c_maps = net.backbone(images)
+            p_maps = net.pyramid(*c_maps)
+            rpn_probs, rpn_deltas = net.rpn(p_maps)
+            proposals = proposal_layer(rpn_probs, rpn_deltas, anchors)
+            class_probs, class_deltas = net.classifier(proposals, metas, p_maps[:4])
+            return dict(zip(STAGES, (*c_maps, *p_maps, rpn_probs, rpn_deltas, proposals,
+                                     class_probs, class_deltas)))
 
         @tf.function(input_signature=[spec_boxes, tf.TensorSpec([None, None, cfg.NUM_CLASSES]),
                                       tf.TensorSpec([None, None, cfg.NUM_CLASSES, 4]), spec_meta,
@@ -198,28 +217,23 @@ class MaskRCNN:
             raise ValueError("IMAGE_MAX_DIM must be a multiple of 64.")
         return config
 
-    def detect(self, images, verbose=0, **overrides):
-        """Detect objects in a list of RGB images (any size).
+    def run_network(self, images, **overrides) -> "NetworkRun":
+        """Images through the network, before unmolding: what ``detect()`` computes.
 
-        Returns one dict per image with ``rois`` (N, 4) int32 [y1, x1, y2, x2] in the
-        image's pixels, ``class_ids`` (N,) int32, ``scores`` (N,) float32 and ``masks``
-        (H, W, N) bool, ordered by score, exactly like matterport's ``detect()``.
-        Keyword overrides (see ``with_overrides``) apply to this call only.
+        ``NetworkRun.stages`` keeps every intermediate tensor (``STAGES``); the
+        teaching page reads them, ``detect()`` only unmolds the detections and masks.
         """
-        if len(images) == 0:
-            return []
         config = self.with_overrides(**overrides)
         classify_step, detections_step, masks_step = self._steps
         t0 = time.perf_counter()
         batch, metas, molded = self.mold_inputs(images, config)
         anchors = get_anchors(config, batch.shape[1:3])
-        anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
         metas_t = tf.constant(metas)
         t1 = time.perf_counter()
-        rois, probs, deltas, p2, p3, p4, p5 = classify_step(
-            tf.constant(batch), metas_t, tf.constant(anchors))
+        stages = classify_step(tf.constant(batch), metas_t, tf.constant(
+            np.broadcast_to(anchors, (len(images),) + anchors.shape)))
         detections = detections_step(
-            rois, probs, deltas, metas_t,
+            stages["proposals"], stages["class_probs"], stages["class_deltas"], metas_t,
             tf.constant(config.DETECTION_MIN_CONFIDENCE or 0.0, tf.float32),
             tf.constant(config.DETECTION_NMS_THRESHOLD, tf.float32),
             tf.constant(config.DETECTION_MAX_INSTANCES, tf.int32)).numpy()
@@ -228,19 +242,36 @@ class MaskRCNN:
         if count:
             masks = masks_step(
                 tf.constant(detections[:, :, :4]), tf.constant(count, tf.int32), metas_t,
-                tf.constant(detections[:, :count, 4].astype(np.int32)), p2, p3, p4, p5).numpy()
+                tf.constant(detections[:, :count, 4].astype(np.int32)),
+                *(stages[name] for name in ("P2", "P3", "P4", "P5"))).numpy()
         else:
             masks = np.zeros((len(images), 0) + tuple(config.MASK_SHAPE), np.float32)
         t3 = time.perf_counter()
+        timings = Timings(mold=t1 - t0, network=t2 - t1, masks=t3 - t2,
+                          input_shape=tuple(batch.shape[1:3]))
+        return NetworkRun(config, molded, metas, anchors, stages, detections, masks, timings)
+
+    def detect(self, images, verbose=0, **overrides):
+        """Detect objects in a list of RGB images (any size).
+
+        Returns one dict per image with ``rois`` (N, 4) int32 [y1, x1, y2, x2] in the
+        image's pixels, ``class_ids`` (N,) int32, ``scores`` (N,) float32 and ``masks``
+        (H, W, N) bool, ordered by score, exactly like matterport's ``detect()``.
+        Keyword overrides (see ``with_overrides``) apply to this call only.
+        ``verbose`` is accepted for matterport compatibility and ignored.
+        """
+        if len(images) == 0:
+            return []
+        run = self.run_network(images, **overrides)
+        start = time.perf_counter()
         results = []
-        for i, m in enumerate(molded):
-            rois_px, class_ids, scores, full_masks = unmold_detections(
-                detections[i], masks[i], m.original_shape, m.image.shape, m.window)
-            results.append({"rois": rois_px, "class_ids": class_ids, "scores": scores,
-                            "masks": full_masks})
-        t4 = time.perf_counter()
-        self.last_timings = Timings(mold=t1 - t0, network=t2 - t1, masks=t3 - t2, unmold=t4 - t3,
-                                    input_shape=tuple(batch.shape[1:3]))
+        for i, m in enumerate(run.molded):
+            rois, class_ids, scores, masks = unmold_detections(
+                run.detections[i], run.masks[i], m.original_shape, m.image.shape, m.window)
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
+                            "masks": masks})
+        run.timings.unmold = time.perf_counter() - start
+        self.last_timings = run.timings
         return results
 
     def trace_count(self) -> int:

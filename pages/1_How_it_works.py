@@ -319,7 +319,7 @@ def section_roi_align(insp) -> None:
                   caption=f"Mask crop {crop14.shape[0]}×{crop14.shape[1]}×{crop14.shape[2]} "
                           "(mean over channels)")
     shapes_line(f"classifier input ({len(insp.proposals)}, 7, 7, 256)",
-                f"mask-head input (detections, 14, 14, 256)")
+                "mask-head input (detections, 14, 14, 256)")
 
 
 @st.fragment

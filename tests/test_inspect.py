@@ -134,10 +134,8 @@ def test_unsaturated_proposal_count(small_model, photos):
     assert 0 < insp.proposal_count < 300 <= len(insp.proposals)
     assert insp.proposal_count == int(np.any(insp.proposals != 0, axis=1).sum())
     assert insp.proposal_count == len(insp.nms_kept)
-    # detect()'s own first step outputs the same proposals.
-    batch, metas, _ = model.mold_inputs([image])
-    anchors = get_anchors(model.config, batch.shape[1:3])[None]
-    engine_proposals = model._steps[0](batch, metas, anchors)[0].numpy()[0]
+    # detect()'s own computation outputs the same proposals.
+    engine_proposals = model.run_network([image]).stages["proposals"][0].numpy()
     np.testing.assert_array_equal(engine_proposals, insp.proposals)
     assert_same_result(insp, model.detect([image])[0])
 

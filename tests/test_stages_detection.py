@@ -439,8 +439,10 @@ def test_detect_pipeline_matches_the_reference_graph(small_model, images):
         assert_detections_equal(detections[0], ref_detections)
 
         # detect()'s own steps vs the reference graph.
-        rois, step_probs, step_deltas, p2, p3, p4, p5 = classify_step(
-            tf.constant(batch), tf.constant(metas), tf.constant(anchors))
+        stages = classify_step(tf.constant(batch), tf.constant(metas), tf.constant(anchors))
+        rois, step_probs, step_deltas = (stages[k] for k in ("proposals", "class_probs",
+                                                            "class_deltas"))
+        p2, p3, p4, p5 = (stages[k] for k in ("P2", "P3", "P4", "P5"))
         step_detections = detections_step(
             rois, step_probs, step_deltas, tf.constant(metas),
             tf.constant(config.DETECTION_MIN_CONFIDENCE, tf.float32),
