@@ -1,15 +1,14 @@
 """The Mask R-CNN inference model: build, load weights, detect.
 
-Two Keras graphs share one set of layers:
-
 - ``keras_model`` is the reference's inference graph (image, image_meta, anchors ->
   detections, class probabilities, box deltas, masks for all DETECTION_MAX_INSTANCES
-  slots, proposals, RPN outputs). It is what the weights file describes.
-- ``detect()`` runs the same computation with BatchNorm folded into the convolutions
-  (``mrcnn.folded``) in three compiled steps: everything up to the classified RoIs,
-  the detection layer (its thresholds are inputs, so they change without retracing),
-  then the mask head on only the detections that exist (each RoI's mask depends on
-  that RoI alone, so skipping the empty slots changes nothing).
+  slots, proposals, RPN outputs), with the reference's layer names. It is what the
+  weights file describes and what the folded path is tested against.
+- ``run_network()`` / ``detect()`` run the same computation with BatchNorm folded
+  into the convolutions (``mrcnn.folded``) in three compiled steps: everything up to
+  the classified RoIs, the detection layer (its thresholds are inputs, so they change
+  without retracing), then the mask head on only the detections that exist (each
+  RoI's mask depends on that RoI alone, so skipping the empty slots changes nothing).
 """
 from __future__ import annotations
 
@@ -21,20 +20,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from mrcnn.anchors import get_anchors
+from mrcnn.backbone import feature_pyramid, resnet
 from mrcnn.config import CocoConfig, Config
+from mrcnn.folded import FoldedNetwork
+from mrcnn.heads import Heads, build_rpn_model
 from mrcnn.imaging import to_rgb_array
+from mrcnn.layers import DetectionLayer, ProposalLayer, detect_batch
 from mrcnn.molding import mold, unmold_detections
-
-import tensorflow as tf  # noqa: E402  (after numpy-only imports on purpose)
-import keras  # noqa: E402
-
-from mrcnn.backbone import feature_pyramid, resnet  # noqa: E402
-from mrcnn.folded import FoldedNetwork  # noqa: E402
-from mrcnn.heads import Heads, build_rpn_model  # noqa: E402
-from mrcnn.layers import DetectionLayer, ProposalLayer, detect_batch  # noqa: E402
 
 #: The intermediate tensors of a run, in network order.
 STAGES = ("C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6", "rpn_probs", "rpn_deltas",
