@@ -45,7 +45,7 @@ import streamlit as st
 from mrcnn.backend import DetectionRun, make_backend, serve_url
 from mrcnn.classes import COCO_CLASS_NAMES
 from mrcnn.config import CocoConfig
-from mrcnn.export import coco_results, cutouts_zip
+from mrcnn.export import coco_results, cutouts_zip, write_detections
 from mrcnn.imaging import SUPPORTED_EXTENSIONS, ImageDecodeError, decode_image, fit_within
 from mrcnn.render import cutout, draw_detections, label_text, palette, to_png_bytes
 from mrcnn.results import (PER_DETECTION_KEYS, kept_indices, mask_areas, num_detections,
@@ -594,10 +594,7 @@ def add_image_folder(bundle: zipfile.ZipFile, folder: str, image, shown: dict,
     annotated = draw_detections(image, shown, CLASS_NAMES, colors=colours)
     bundle.writestr(f"{folder}/annotated.png", to_png_bytes(annotated),
                     compress_type=zipfile.ZIP_STORED)
-    with zipfile.ZipFile(io.BytesIO(cutouts_zip(image, shown, CLASS_NAMES))) as one:
-        for info in one.infolist():
-            bundle.writestr(f"{folder}/{info.filename}", one.read(info),
-                            compress_type=info.compress_type)
+    write_detections(bundle, image, shown, CLASS_NAMES, folder=folder)
 
 
 def run_all(pictures, backend, settings: RunSettings, view: ViewSettings, model_key: str) -> dict:

@@ -50,8 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mrcnn.serve import (class_names_for, config_overrides_of, make_app,  # noqa: E402
-                         start_local_ray, wait_until_healthy)
+from mrcnn.classes import class_names_for  # noqa: E402
+from mrcnn.serve import (config_overrides_of, make_app, start_local_ray,  # noqa: E402
+                         wait_until_healthy)
 from mrcnn.serve_client import (RetryPolicy, detections_difference,  # noqa: E402
                                 encode_png)
 

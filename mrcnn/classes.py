@@ -24,4 +24,13 @@ COCO_CATEGORY_IDS = [
     67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
 ]
 
+
+
+def class_names_for(config) -> list[str]:
+    """COCO's names for an 81-class config, else 'class <id>' for each class id."""
+    if config.NUM_CLASSES == len(COCO_CLASS_NAMES):
+        return list(COCO_CLASS_NAMES)
+    return ["BG"] + [f"class {i}" for i in range(1, config.NUM_CLASSES)]
+
+
 assert len(COCO_CLASS_NAMES) == 81 and len(COCO_CATEGORY_IDS) == 81

@@ -13,7 +13,7 @@ from mrcnn.classes import COCO_CATEGORY_IDS
 from mrcnn.render import cutout, to_png_bytes
 
 __all__ = ["coco_results", "cutouts_zip", "decode_mask", "detections_json",
-           "encode_mask"]
+           "encode_mask", "write_detections"]
 
 
 def _rle_to_json(rle: dict) -> dict:
@@ -133,28 +133,39 @@ def _slug(name: str) -> str:
 def cutouts_zip(image, result: dict, class_names) -> bytes:
     """ZIP of every detection: RGBA cut-outs, full-size masks, COCO results.
 
+    The entries are :func:`write_detections`' with no folder.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        write_detections(zf, image, result, class_names)
+    return buf.getvalue()
+
+
+def write_detections(zf: zipfile.ZipFile, image, result: dict, class_names, folder: str = "",
+                     image_id: int = 0) -> None:
+    """Write one image's detections into an open ZIP, under ``folder/`` if given.
+
     Entries: ``cutouts/NN_<class>_<score>.png`` (RGBA, cropped to the mask),
     ``masks/NN_<class>.png`` (8-bit, 0/255, full image size) and
-    ``detections.json`` (:func:`coco_results`, ``image_id`` 0). ``NN`` is the
+    ``detections.json`` (:func:`coco_results` with ``image_id``). ``NN`` is the
     detection index (zero-padded), class names are lower-case with spaces
     as hyphens (``stop-sign``), scores have two decimals.
     """
+    root = f"{folder}/" if folder else ""
     masks = np.asarray(result["masks"]).astype(bool, copy=False)
     class_ids = np.asarray(result["class_ids"]).reshape(-1)
     scores = np.asarray(result["scores"]).reshape(-1)
     n = class_ids.shape[0]
     digits = max(2, len(str(max(n - 1, 0))))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for i in range(n):
-            name = _slug(_class_name(class_names, int(class_ids[i])))
-            prefix = f"{i:0{digits}d}_{name}"
-            # PNG is already compressed: store without deflating again.
-            zf.writestr(f"cutouts/{prefix}_{float(scores[i]):.2f}.png",
-                        to_png_bytes(cutout(image, masks[..., i])),
-                        compress_type=zipfile.ZIP_STORED)
-            zf.writestr(f"masks/{prefix}.png",
-                        to_png_bytes(masks[..., i].astype(np.uint8) * np.uint8(255)),
-                        compress_type=zipfile.ZIP_STORED)
-        zf.writestr("detections.json", json.dumps(coco_results(result), indent=1))
-    return buf.getvalue()
+    for i in range(n):
+        name = _slug(_class_name(class_names, int(class_ids[i])))
+        prefix = f"{i:0{digits}d}_{name}"
+        # PNG is already compressed: store without deflating again.
+        zf.writestr(f"{root}cutouts/{prefix}_{float(scores[i]):.2f}.png",
+                    to_png_bytes(cutout(image, masks[..., i])),
+                    compress_type=zipfile.ZIP_STORED)
+        zf.writestr(f"{root}masks/{prefix}.png",
+                    to_png_bytes(masks[..., i].astype(np.uint8) * np.uint8(255)),
+                    compress_type=zipfile.ZIP_STORED)
+    zf.writestr(f"{root}detections.json",
+                json.dumps(coco_results(result, image_id=image_id), indent=1))

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mrcnn.anchors import backbone_shapes, denorm_boxes, norm_boxes
-from mrcnn.classes import COCO_CLASS_NAMES
+from mrcnn.classes import class_names_for
 from mrcnn.imaging import to_rgb_array
 from mrcnn.molding import sk_resize, unmold_detections
 
@@ -217,9 +217,7 @@ def inspect_image(model, image) -> Inspection:
     kept = _unmolded_rows(detections, molded.window, molded_shape, molded.original_shape)
     finished = time.perf_counter()
 
-    num_classes = int(cfg.NUM_CLASSES)
-    class_names = (list(COCO_CLASS_NAMES) if num_classes == len(COCO_CLASS_NAMES)
-                   else ["BG"] + [f"class {i}" for i in range(1, num_classes)])
+    class_names = class_names_for(cfg)
     return Inspection(
         image=image,
         molded_image=np.rint(molded.image + np.asarray(cfg.MEAN_PIXEL)).astype(np.uint8),

@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrcnn.classes import class_names_for
 from mrcnn.config import CocoConfig, Config
 from mrcnn.serve_client import SETTING_PARAMETERS, TOKEN_ENV
 
@@ -421,14 +422,6 @@ class MaskRCNNServer:
             results = self.model.detect(images, **overrides)
             timings = self.model.last_timings
         return results, timings.as_dict(), tuple(timings.input_shape)
-
-
-def class_names_for(config: Config) -> list[str]:
-    """COCO's names for an 81-class config, else 'class <id>' (what /detect reports)."""
-    from mrcnn.classes import COCO_CLASS_NAMES
-    if config.NUM_CLASSES == len(COCO_CLASS_NAMES):
-        return list(COCO_CLASS_NAMES)
-    return ["BG"] + [f"class {i}" for i in range(1, config.NUM_CLASSES)]
 
 
 def _number(text: str, kind, lowest, highest, multiple_of: int = 1):

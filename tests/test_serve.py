@@ -32,8 +32,9 @@ from PIL import Image
 
 from mrcnn.backend import InProcessBackend, make_backend
 from mrcnn.export import detections_json
+from mrcnn.classes import class_names_for
 from mrcnn.serve import (DEPLOYMENT_NAME, LOCAL_RAY_ENV, ServiceSettings, build_config,
-                         class_names_for, config_overrides_of, make_app, wait_until_healthy)
+                         config_overrides_of, make_app, wait_until_healthy)
 from mrcnn.serve_client import (RetryPolicy, ServeBackend, ServeError, detections_difference,
                                 encode_png)
 
