@@ -82,14 +82,26 @@ class NetworkRun:
 
 
 class MaskRCNN:
-    """Mask R-CNN in inference mode.
+    """Mask R-CNN: detect, and train on your own data.
 
     >>> model = MaskRCNN(CocoConfig())
     >>> model.load_weights("weights/mask_rcnn_coco.h5")
     >>> results = model.detect([image])
+
+    matterport's training script carries over (see ``mrcnn.training``):
+
+    >>> model = MaskRCNN(mode="training", config=config, model_dir="logs")
+    >>> model.load_weights(path, by_name=True, exclude=["mrcnn_class_logits", ...])
+    >>> model.train(train_dataset, val_dataset, config.LEARNING_RATE, epochs=1, layers="heads")
     """
 
-    def __init__(self, config: Config | None = None):
+    def __init__(self, config: Config | None = None, *, mode: str = "inference",
+                 model_dir=None):
+        if mode not in ("inference", "training"):
+            raise ValueError(f"mode must be 'inference' or 'training', not {mode!r}.")
+        self.mode = mode
+        self.model_dir = Path(model_dir or "logs")
+        self.epoch = 0            # epochs trained so far; train(epochs=N) continues up to N
         self.config = config or CocoConfig()
         self.device = configure_devices()
         logging.getLogger(__name__).info("Mask R-CNN (%s) runs on %s",
@@ -175,12 +187,28 @@ class MaskRCNN:
         self._steps = (classify_step, detections_step, masks_step)
 
     # ---------------------------------------------------------------- weights
-    def load_weights(self, path, exclude=()):
-        """Load a Keras 2 HDF5 weights file by layer name; see ``mrcnn.loader``."""
+    def load_weights(self, path, by_name=True, exclude=()):
+        """Load a Keras 2 HDF5 weights file by layer name; see ``mrcnn.loader``.
+
+        Always by name, every shape checked; ``by_name`` is accepted so matterport's
+        ``load_weights(path, by_name=True, exclude=[...])`` carries over.
+        """
+        exclude = exclude or ()
         from mrcnn.loader import load_h5_weights
         load_h5_weights(self.keras_model, path, exclude=exclude)
         self.folded.refresh()
         return self
+
+    # ------------------------------------------------------------------ train
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, **options):
+        """Train up to ``epochs`` epochs in total (matterport's meaning); see
+        ``mrcnn.training.trainer.train`` for ``layers`` and the options."""
+        if self.mode != "training":
+            raise ValueError('Create the model with MaskRCNN(mode="training", ...) to train it.')
+        from mrcnn.training.trainer import train
+        return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+                     augmentation=augmentation, **options)
 
     # ----------------------------------------------------------------- detect
     def mold_inputs(self, images, config=None):
