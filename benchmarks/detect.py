@@ -13,12 +13,10 @@ import json
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -40,7 +38,7 @@ def main():
     import numpy as np
     import skimage.data
 
-    from mrcnn.synthetic import generate_coco_weights
+    from mrcnn.testing.synthetic_weights import generate_coco_weights
 
     tmp = tempfile.TemporaryDirectory()
     # Generated weights whose class head is about as confident as the real one on a

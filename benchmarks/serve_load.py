@@ -46,15 +46,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mrcnn.classes import class_names_for  # noqa: E402
-from mrcnn.serve import (config_overrides_of, make_app, start_local_ray,  # noqa: E402
-                         wait_until_healthy)
-from mrcnn.serve_client import (RetryPolicy, detections_difference,  # noqa: E402
-                                encode_png)
+from mrcnn.config import config_overrides_of  # noqa: E402
+from mrcnn.retry import RetryPolicy, parse_retry_after  # noqa: E402
+from mrcnn.serve.deployment import make_app, start_local_ray, wait_until_healthy  # noqa: E402
+from mrcnn.serve.protocol import (encode_png, read_token, token_digest,  # noqa: E402
+                                  worth_retrying)
+from mrcnn.testing.compare import detections_difference  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -82,11 +82,10 @@ def parse_args(argv=None):
 def build_model(args, scratch: Path):
     """(in-process model, weights path, config import path, config overrides)."""
     from mrcnn.model import MaskRCNN
-    from mrcnn.synthetic import generate_coco_weights, generate_model_weights
+    from mrcnn.testing.configs import small_config
+    from mrcnn.testing.synthetic_weights import generate_coco_weights, generate_model_weights
     from mrcnn.weights import check_weights_file, default_weights_path
     if args.config == "small":
-        sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import small_config
         config = small_config()
         model = MaskRCNN(config)
         weights = Path(args.weights) if args.weights else generate_model_weights(
@@ -117,13 +116,13 @@ def test_images(count: int) -> list[np.ndarray]:
 
 def in_process_reference(model, images):
     """Expected detections per image, and the in-process throughput (requests/s)."""
-    from mrcnn.backend import InProcessBackend
-    from mrcnn.export import detections_json
+    from mrcnn.serve.backends import InProcessBackend
+    from mrcnn.serve.protocol import encode_detections
     backend = InProcessBackend(model)
-    backend.detect(images[0])                                  # trace the graphs first
+    backend.detect(images[:1])                                 # trace the graphs first
     names = class_names_for(model.config)
     start = time.perf_counter()
-    expected = [detections_json(backend.detect(image).result, names, image.shape[:2])
+    expected = [encode_detections(backend.detect([image])[0].result, names, image.shape[:2])
                 for image in images]
     return expected, len(images) / (time.perf_counter() - start)
 
@@ -131,25 +130,28 @@ def in_process_reference(model, images):
 # ---------------------------------------------------------------- load side
 
 async def post_with_retries(client, url, body, policy: RetryPolicy):
-    """(payload or None, attempts, last problem) — the app client's retry policy, async."""
+    """(payload or None, attempts, last problem): the app client's retry rules, async."""
     import httpx
-    problem = ""
-    deadline = time.monotonic() + policy.deadline_s
-    for attempt in range(1, policy.attempts + 1):
+    attempts = policy.begin()
+    while True:
+        retry_after = None
         try:
-            response = await client.post(url + "/detect", content=body)
+            response = await client.post(url + "/detect", content=body,
+                                         timeout=attempts.timeout(300.0))
             if response.status_code == 200:
-                return response.json(), attempt, ""
+                return response.json(), attempts.attempt, ""
             problem = f"HTTP {response.status_code}"
-            if not policy.retryable(response.status_code):
-                return None, attempt, problem
-        except httpx.TransportError as exc:
+            if not worth_retrying(response.status_code, response.headers):
+                return None, attempts.attempt, problem
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout) as exc:
             problem = type(exc).__name__
-        wait = policy.delay(attempt)
-        if time.monotonic() + wait > deadline:
-            break
-        await asyncio.sleep(wait)
-    return None, attempt, problem
+        except httpx.TimeoutException as exc:
+            return None, attempts.attempt, type(exc).__name__
+        pause = attempts.next_pause(retry_after)
+        if pause is None:
+            return None, attempts.attempt, problem
+        await asyncio.sleep(pause)         # without blocking the other clients
 
 
 async def run_load(url, token, bodies, expected, clients, per_client, on_progress=None):
@@ -257,7 +259,7 @@ def main(argv=None) -> int:
 
 def measure(args, scratch: Path) -> int:
     """Everything in the module docstring; ``scratch`` holds generated weights."""
-    token = os.environ.get("MRCNN_SERVE_TOKEN") or None
+    token = read_token()
     total = args.clients * args.requests
     print(f"Building the in-process model ({args.config}) ...", flush=True)
     model, weights, config_path, overrides = build_model(args, scratch)
@@ -276,11 +278,11 @@ def measure(args, scratch: Path) -> int:
             serve.start(http_options={"host": "127.0.0.1", "port": port})
             num_cpus = args.num_cpus or max(0.5, (os.cpu_count() or 1) / args.replicas)
             serve.run(make_app({"config": config_path, "config_overrides": overrides,
-                                 "weights": str(weights)},
+                                 "weights": str(weights),
+                                 "token_sha256": token_digest(token) if token else None},
                                 replicas=args.replicas, num_cpus=num_cpus, num_gpus=args.num_gpus,
                                 max_batch_size=args.max_batch_size,
-                                batch_wait_timeout_s=args.batch_wait_ms / 1000.0,
-                                env_vars={"MRCNN_SERVE_TOKEN": token} if token else None),
+                                batch_wait_timeout_s=args.batch_wait_ms / 1000.0),
                       name=app, route_prefix="/")
             url = f"http://127.0.0.1:{port}"
         health = wait_until_healthy(url, timeout_s=600, token=token)

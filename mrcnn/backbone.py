@@ -41,32 +41,35 @@ def _bottleneck(x, filters, stage, block, strides=None):
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
-def resnet(input_image, architecture="resnet101"):
-    """(B, H, W, 3) -> [C2, C3, C4, C5]; H and W must be multiples of 64."""
+def resnet_blocks(architecture="resnet101") -> list[tuple[int, str, int | None]]:
+    """The bottleneck blocks of a ResNet in network order: (stage, block letter, stride).
+
+    ``stride`` is given for the first block of each stage (it has the projection
+    shortcut; 1 for stage 2, 2 after) and None for the identity blocks.
+    """
     if architecture not in RESNET_STAGE4_BLOCKS:
         raise ValueError(f"BACKBONE must be one of {sorted(RESNET_STAGE4_BLOCKS)}, "
                          f"not {architecture!r}.")
+    identity = {2: 2, 3: 3, 4: RESNET_STAGE4_BLOCKS[architecture], 5: 2}
+    return [(stage, chr(ord("a") + i), (1 if stage == 2 else 2) if i == 0 else None)
+            for stage in (2, 3, 4, 5) for i in range(identity[stage] + 1)]
+
+
+def resnet(input_image, architecture="resnet101"):
+    """(B, H, W, 3) -> [C2, C3, C4, C5]; H and W must be multiples of 64."""
+    blocks = resnet_blocks(architecture)
     x = layers.ZeroPadding2D((3, 3), name="conv1_pad")(input_image)
     x = layers.Conv2D(64, 7, strides=2, name="conv1")(x)
     x = _bn("bn_conv1")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
-
-    x = _bottleneck(x, [64, 64, 256], 2, "a", strides=1)
-    x = _bottleneck(x, [64, 64, 256], 2, "b")
-    c2 = x = _bottleneck(x, [64, 64, 256], 2, "c")
-    x = _bottleneck(x, [128, 128, 512], 3, "a", strides=2)
-    for block in "bcd":
-        x = _bottleneck(x, [128, 128, 512], 3, block)
-    c3 = x
-    x = _bottleneck(x, [256, 256, 1024], 4, "a", strides=2)
-    for i in range(RESNET_STAGE4_BLOCKS[architecture]):
-        x = _bottleneck(x, [256, 256, 1024], 4, chr(98 + i))
-    c4 = x
-    x = _bottleneck(x, [512, 512, 2048], 5, "a", strides=2)
-    x = _bottleneck(x, [512, 512, 2048], 5, "b")
-    c5 = _bottleneck(x, [512, 512, 2048], 5, "c")
-    return [c2, c3, c4, c5]
+    outputs = []
+    for index, (stage, block, stride) in enumerate(blocks):
+        width = 64 * 2 ** (stage - 2)
+        x = _bottleneck(x, [width, width, 4 * width], stage, block, strides=stride)
+        if index + 1 == len(blocks) or blocks[index + 1][0] != stage:
+            outputs.append(x)
+    return outputs
 
 
 def feature_pyramid(c2, c3, c4, c5, size=256):

@@ -1,4 +1,4 @@
-"""COCO class names in matterport's order and COCO's own category ids."""
+"""Class names: COCO's in matterport's order, COCO's own category ids, and the one lookup."""
 
 COCO_CLASS_NAMES = [
     "BG", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train",
@@ -25,12 +25,29 @@ COCO_CATEGORY_IDS = [
 ]
 
 
-
 def class_names_for(config) -> list[str]:
-    """COCO's names for an 81-class config, else 'class <id>' for each class id."""
+    """The names of a config's classes, background first.
+
+    A config's own ``CLASS_NAMES`` (a list of NUM_CLASSES names) wins; else COCO's
+    names for an 81-class config, else ``class <id>`` for each class id.
+    """
+    names = getattr(config, "CLASS_NAMES", None)
+    if names is not None:
+        if len(names) != config.NUM_CLASSES:
+            raise ValueError(f"{type(config).__name__}.CLASS_NAMES has {len(names)} names "
+                             f"for NUM_CLASSES = {config.NUM_CLASSES}.")
+        return [str(name) for name in names]
     if config.NUM_CLASSES == len(COCO_CLASS_NAMES):
         return list(COCO_CLASS_NAMES)
     return ["BG"] + [f"class {i}" for i in range(1, config.NUM_CLASSES)]
+
+
+def class_name(class_names, class_id: int) -> str:
+    """``class_names[class_id]``, or ``class <id>`` when the list has no such entry."""
+    class_id = int(class_id)
+    if class_names is not None and 0 <= class_id < len(class_names):
+        return str(class_names[class_id])
+    return f"class {class_id}"
 
 
 assert len(COCO_CLASS_NAMES) == 81 and len(COCO_CATEGORY_IDS) == 81

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.backbone import RESNET_STAGE4_BLOCKS
+from mrcnn.backbone import resnet_blocks
 from mrcnn.layers import PyramidROIAlign
 
 
@@ -42,7 +42,7 @@ class FoldedNetwork:
     def __init__(self, model):
         self.model = model
         self.config = model.config
-        self.blocks = self._resnet_blocks(self.config.BACKBONE)
+        self.blocks = resnet_blocks(self.config.BACKBONE)
         self.variables = {}
         self.refresh()
         heads = model.heads
@@ -50,14 +50,6 @@ class FoldedNetwork:
                                                     name="folded_roi_align_classifier")
         self.roi_align_mask = PyramidROIAlign(heads.roi_align_mask.pool_shape,
                                               name="folded_roi_align_mask")
-
-    @staticmethod
-    def _resnet_blocks(architecture):
-        """[(stage, block, stride or None for identity)] in network order."""
-        blocks = [(2, "a", 1), (2, "b", None), (2, "c", None), (3, "a", 2)]
-        blocks += [(3, b, None) for b in "bcd"] + [(4, "a", 2)]
-        blocks += [(4, chr(98 + i), None) for i in range(RESNET_STAGE4_BLOCKS[architecture])]
-        return blocks + [(5, "a", 2), (5, "b", None), (5, "c", None)]
 
     # ------------------------------------------------------------ weights
     def refresh(self):

@@ -4,11 +4,15 @@
   detections, class probabilities, box deltas, masks for all DETECTION_MAX_INSTANCES
   slots, proposals, RPN outputs), with the reference's layer names. It is what the
   weights file describes and what the folded path is tested against.
-- ``run_network()`` / ``detect()`` run the same computation with BatchNorm folded
-  into the convolutions (``mrcnn.folded``) in three compiled steps: everything up to
-  the classified RoIs, the detection layer (its thresholds are inputs, so they change
+- ``forward()`` runs the same computation with BatchNorm folded into the
+  convolutions (``mrcnn.folded``) in three compiled steps: everything up to the
+  classified RoIs, the detection layer (its thresholds are inputs, so they change
   without retracing), then the mask head on only the detections that exist (each
-  RoI's mask depends on that RoI alone, so skipping the empty slots changes nothing).
+  RoI's mask depends on that RoI alone, so skipping the empty slots changes
+  nothing). It returns every stage (``NetworkOutputs``), in the molded frame.
+- ``detect()`` is ``forward()`` then unmolding to matterport's result dicts (full
+  ``(H, W, N)`` masks); ``detect_compact()`` the same with each mask kept inside
+  its box (``mrcnn.results.CompactMasks``), which the app and the service use.
 """
 from __future__ import annotations
 
@@ -29,9 +33,9 @@ from mrcnn.backbone import feature_pyramid, resnet
 from mrcnn.config import CocoConfig, Config
 from mrcnn.folded import FoldedNetwork
 from mrcnn.heads import Heads, build_rpn_model
-from mrcnn.imaging import to_rgb_array
 from mrcnn.layers import DetectionLayer, ProposalLayer, detect_batch
-from mrcnn.molding import mold, unmold_detections
+from mrcnn.molding import mold, unmold_detections, unmold_detections_compact
+from mrcnn.pixels import to_rgb_array
 
 #: The intermediate tensors of a run, in network order.
 STAGES = ("C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6", "rpn_probs", "rpn_deltas",
@@ -69,8 +73,8 @@ class Timings:
 
 
 @dataclass
-class NetworkRun:
-    """One batch through the network, in the molded frame (before unmolding)."""
+class NetworkOutputs:
+    """What one batch through the network computed, in the molded frame (before unmolding)."""
     config: Config                 # the config of this run (overrides applied)
     molded: list                   # MoldedImage per image
     metas: np.ndarray              # (B, IMAGE_META_SIZE) float32
@@ -188,13 +192,13 @@ class MaskRCNN:
 
     # ---------------------------------------------------------------- weights
     def load_weights(self, path, by_name=True, exclude=()):
-        """Load a Keras 2 HDF5 weights file by layer name; see ``mrcnn.loader``.
+        """Load a Keras 2 HDF5 weights file by layer name; see ``mrcnn.weights.keras_h5``.
 
         Always by name, every shape checked; ``by_name`` is accepted so matterport's
         ``load_weights(path, by_name=True, exclude=[...])`` carries over.
         """
         exclude = exclude or ()
-        from mrcnn.loader import load_h5_weights
+        from mrcnn.weights.keras_h5 import load_h5_weights
         load_h5_weights(self.keras_model, path, exclude=exclude)
         self.folded.refresh()
         return self
@@ -242,10 +246,10 @@ class MaskRCNN:
             raise ValueError("IMAGE_MAX_DIM must be a multiple of 64.")
         return config
 
-    def run_network(self, images, **overrides) -> "NetworkRun":
+    def forward(self, images, **overrides) -> NetworkOutputs:
         """Images through the network, before unmolding: what ``detect()`` computes.
 
-        ``NetworkRun.stages`` keeps every intermediate tensor (``STAGES``); the
+        ``NetworkOutputs.stages`` keeps every intermediate tensor (``STAGES``); the
         teaching page reads them, ``detect()`` only unmolds the detections and masks.
         """
         config = self.with_overrides(**overrides)
@@ -274,7 +278,7 @@ class MaskRCNN:
         t3 = time.perf_counter()
         timings = Timings(mold=t1 - t0, network=t2 - t1, masks=t3 - t2,
                           input_shape=tuple(batch.shape[1:3]))
-        return NetworkRun(config, molded, metas, anchors, stages, detections, masks, timings)
+        return NetworkOutputs(config, molded, metas, anchors, stages, detections, masks, timings)
 
     def detect(self, images, verbose=0, **overrides):
         """Detect objects in a list of RGB images (any size).
@@ -285,18 +289,32 @@ class MaskRCNN:
         Keyword overrides (see ``with_overrides``) apply to this call only.
         ``verbose`` is accepted for matterport compatibility and ignored.
         """
+        return self._detect(images, overrides, unmold_detections)
+
+    def detect_compact(self, images, **overrides):
+        """``detect()`` with ``masks`` as :class:`mrcnn.results.CompactMasks`.
+
+        Each mask is kept inside its box (``masks.windows`` equals ``rois``) as COCO
+        RLE: the same pixels as ``detect()``'s masks (``masks.stack()`` gives them),
+        in kilobytes instead of H*W bytes per object, and without building the
+        full-frame stack at all.
+        """
+        return self._detect(images, overrides, unmold_detections_compact)
+
+    def _detect(self, images, overrides, unmold) -> list[dict]:
         if len(images) == 0:
             return []
-        run = self.run_network(images, **overrides)
+        outputs = self.forward(images, **overrides)
         start = time.perf_counter()
         results = []
-        for i, m in enumerate(run.molded):
-            rois, class_ids, scores, masks = unmold_detections(
-                run.detections[i], run.masks[i], m.original_shape, m.image.shape, m.window)
+        for i, m in enumerate(outputs.molded):
+            rois, class_ids, scores, masks = unmold(
+                outputs.detections[i], outputs.masks[i], m.original_shape, m.image.shape,
+                m.window)
             results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
                             "masks": masks})
-        run.timings.unmold = time.perf_counter() - start
-        self.last_timings = run.timings
+        outputs.timings.unmold = time.perf_counter() - start
+        self.last_timings = outputs.timings
         return results
 
     def trace_count(self) -> int:
@@ -311,7 +329,7 @@ def load_model(weights_path=None, config=None, exclude=()) -> MaskRCNN:
     ($MRCNN_WEIGHTS or weights/mask_rcnn_coco.h5). The file is checked before
     anything is built, so a missing or truncated file fails fast with advice.
     """
-    from mrcnn.weights import check_weights_file, default_weights_path
+    from mrcnn.weights.check import check_weights_file, default_weights_path
     path = weights_path or default_weights_path()
     check_weights_file(path)
     model = MaskRCNN(config or CocoConfig())
@@ -330,7 +348,7 @@ def shared_model(weights_path=None, config=None) -> MaskRCNN:
     same object instead of one ~1 GB copy each. A weights file replaced on disk
     (another size or modification time) loads anew.
     """
-    from mrcnn.weights import default_weights_path
+    from mrcnn.weights.check import default_weights_path
     path = Path(weights_path or default_weights_path()).resolve()
     config = config or CocoConfig()
     stat = path.stat() if path.exists() else None

@@ -5,44 +5,19 @@ Building the full COCO model costs a few seconds, so the models are session-scop
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from mrcnn.testing.configs import small_config
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-MANIFEST = ROOT / "tests" / "fixtures" / "coco_h5_manifest.json"
-
-
-
-def small_config(**changes):
-    from mrcnn import Config
-
-    class Small(Config):
-        NAME = "small"
-        BACKBONE = "resnet50"
-        NUM_CLASSES = 4
-        IMAGES_PER_GPU = 1
-        IMAGE_MIN_DIM = 256
-        IMAGE_MAX_DIM = 256
-        PRE_NMS_LIMIT = 1000
-        POST_NMS_ROIS_INFERENCE = 200
-        DETECTION_MAX_INSTANCES = 20
-        FPN_CLASSIF_FC_LAYERS_SIZE = 128
-        DETECTION_MIN_CONFIDENCE = 0.5
-
-    for key, value in changes.items():
-        setattr(Small, key, value)
-    return Small()
 
 
 @pytest.fixture(scope="session")
 def coco_weights(tmp_path_factory) -> Path:
     """mask_rcnn_coco.h5's exact layout (Keras 2.0.8 training-model file), seeded values."""
-    from mrcnn.synthetic import generate_coco_weights
+    from mrcnn.testing.synthetic_weights import generate_coco_weights
     return generate_coco_weights(tmp_path_factory.mktemp("weights") / "coco_original.h5", seed=0)
 
 
@@ -58,7 +33,7 @@ def coco_model(coco_weights):
 def small_model(tmp_path_factory):
     """A small model and its generated weights file (Keras 2 layout)."""
     from mrcnn.model import MaskRCNN
-    from mrcnn.synthetic import generate_model_weights
+    from mrcnn.testing.synthetic_weights import generate_model_weights
     model = MaskRCNN(small_config())
     path = generate_model_weights(model.keras_model, tmp_path_factory.mktemp("small") / "small.h5")
     model.load_weights(path)

@@ -88,14 +88,14 @@ def assert_table_is(table, expected: dict) -> None:
 
 def test_upload_shows_table_gallery_downloads_and_slider_only_filters(
         app_env, photos, monkeypatch):
-    from mrcnn.backend import InProcessBackend
+    from mrcnn.serve.backends import InProcessBackend
     calls, runs = [], []
     real_detect = InProcessBackend.detect
 
-    def counting_detect(self, image, **settings):
+    def counting_detect(self, images, **settings):
         calls.append(settings)
-        runs.append(real_detect(self, image, **settings))
-        return runs[-1]
+        runs.extend(real_detect(self, images, **settings))
+        return runs[-len(images):]
 
     monkeypatch.setattr(InProcessBackend, "detect", counting_detect)
 
@@ -172,11 +172,11 @@ def test_upload_shows_table_gallery_downloads_and_slider_only_filters(
 
 
 def test_advanced_setting_reruns_network_once(app_env, photos, monkeypatch):
-    from mrcnn.backend import InProcessBackend
+    from mrcnn.serve.backends import InProcessBackend
     calls = []
     real_detect = InProcessBackend.detect
     monkeypatch.setattr(InProcessBackend, "detect",
-                        lambda self, image, **s: calls.append(s) or real_detect(self, image, **s))
+                        lambda self, images, **s: calls.append(s) or real_detect(self, images, **s))
     at = open_app()
     at.file_uploader(key="uploads").set_value(
         ("chelsea.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
@@ -276,9 +276,10 @@ def test_weights_missing_explains_and_offers_download(tmp_path, monkeypatch):
 
     # Offline: the downloader's own sentence, shown as an error; the page lives on.
     # (A closed local port stands in for GitHub so no test ever downloads 258 MB.)
-    monkeypatch.setattr(weights, "RETRY_BACKOFF_BASE", 0.0)
+    from mrcnn.retry import RetryPolicy
     monkeypatch.setattr(weights, "download_weights", functools.partial(
-        weights.download_weights, url="http://127.0.0.1:9/mask_rcnn_coco.h5", timeout=2))
+        weights.download_weights, url="http://127.0.0.1:9/mask_rcnn_coco.h5", timeout=2,
+        retry=RetryPolicy(attempts=4, backoff_s=0.0, deadline_s=None)))
     at.button(key="download_weights").click()
     at.run()
     assert_healthy(at)
@@ -329,14 +330,14 @@ def test_samples_several_images_picker_and_run_all(app_env, photos):
 
 def test_concurrent_sessions_each_see_their_own_image(app_env, photos, monkeypatch):
     """Three visitors at once: one shared model, calls queued, no cross-talk."""
-    from mrcnn.backend import InProcessBackend
     from mrcnn.model import MaskRCNN
+    from studio.fair_queue import FairQueue
     asked, ran = [], []
-    backend_detect, model_detect = InProcessBackend.detect, MaskRCNN.detect
+    queue_submit, model_detect = FairQueue.submit, MaskRCNN.detect_compact
 
-    def timed_backend_detect(self, image, **settings):
+    def timed_submit(self, *args, **kwargs):
         asked.append(time.perf_counter())
-        return backend_detect(self, image, **settings)
+        return queue_submit(self, *args, **kwargs)
 
     def timed_model_detect(self, images, **settings):
         start = time.perf_counter()
@@ -345,8 +346,8 @@ def test_concurrent_sessions_each_see_their_own_image(app_env, photos, monkeypat
         finally:
             ran.append((start, time.perf_counter()))
 
-    monkeypatch.setattr(InProcessBackend, "detect", timed_backend_detect)
-    monkeypatch.setattr(MaskRCNN, "detect", timed_model_detect)
+    monkeypatch.setattr(FairQueue, "submit", timed_submit)
+    monkeypatch.setattr(MaskRCNN, "detect_compact", timed_model_detect)
     cases = {"chelsea.jpg": photos["chelsea"], "coffee.jpg": photos["coffee"],
              "astronaut.jpg": photos["astronaut"]}
     apps = {name: open_app(size=640) for name in cases}     # 640: not cached by other tests

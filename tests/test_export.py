@@ -9,9 +9,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from mrcnn import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
-from mrcnn.export import (coco_results, cutouts_zip, decode_mask,
-                          detections_json, encode_mask)
-from mrcnn.render import cutout
+from mrcnn.draw.overlay import cutout
+from mrcnn.export.bundle import cutouts_zip
+from mrcnn.export.coco import coco_results, decode_mask, encode_mask
+from mrcnn.serve.protocol import encode_detections as detections_json
 
 H, W = 48, 64
 

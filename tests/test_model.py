@@ -7,11 +7,11 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MANIFEST
-
 from mrcnn import COCO_CLASS_NAMES, CocoConfig
-from mrcnn.loader import WeightsMismatchError, model_weighted_layers, read_h5_weights
-from mrcnn.synthetic import generate_coco_weights, write_keras2_weights
+from mrcnn.testing.synthetic_weights import MANIFEST_PATH as MANIFEST
+from mrcnn.testing.synthetic_weights import generate_coco_weights
+from mrcnn.weights.keras_h5 import (WeightsMismatchError, model_weighted_layers, read_h5_weights,
+                                    write_keras2_weights)
 
 MANIFEST_DATA = json.loads(MANIFEST.read_text())
 

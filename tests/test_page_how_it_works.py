@@ -52,7 +52,7 @@ def number(text: str) -> int:
 
 
 def test_every_section_renders_the_engines_numbers_and_controls_work(page_env, coco_model, photos):
-    from mrcnn.inspect import iou
+    from mrcnn.intermediates import iou
 
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
     at.run()
@@ -65,7 +65,7 @@ def test_every_section_renders_the_engines_numbers_and_controls_work(page_env, c
     # The engine on the same image (the page's default sample) with the same weights file.
     image = photos["astronaut"]
     engine = coco_model.detect([image])[0]
-    proposals = coco_model.run_network([image]).stages["proposals"][0].numpy()
+    proposals = coco_model.forward([image]).stages["proposals"][0].numpy()
     assert number(shown["Proposals after NMS"]) == int(np.any(proposals != 0, axis=1).sum())
     assert number(shown["Detections"]) == len(engine["class_ids"])
     assert number(shown["Detections after per-class NMS"]) == len(engine["class_ids"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import skimage.transform
 
-from conftest import small_config
+from mrcnn.testing.configs import small_config
 from test_stages import (clip_reference, decode_reference, iou_reference, nms_reference,
                          proposals_reference, side_at_raw_level, tf_log)
 

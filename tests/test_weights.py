@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mrcnn import weights as W
+from mrcnn.retry import RetryPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA = random.Random(1234).randbytes(3 * 1024 * 1024 + 12345)
@@ -103,7 +104,8 @@ def server():
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(W, "RETRY_BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(W.download, "DOWNLOAD_RETRY",
+                        RetryPolicy(attempts=4, backoff_s=0.01, deadline_s=None))
 
 
 def _md5(path):
@@ -245,7 +247,8 @@ def test_no_server_gives_offline_message(tmp_path):
     url = f"http://127.0.0.1:{port}/mask_rcnn_coco.h5"
     dest = tmp_path / "w.h5"
     with pytest.raises(W.WeightsDownloadError) as info:
-        W.download_weights(dest, url=url, retries=1, timeout=2)
+        W.download_weights(dest, url=url, timeout=2,
+                           retry=RetryPolicy(attempts=2, backoff_s=0.01, deadline_s=None))
     msg = str(info.value)
     assert msg.startswith("Could not reach 127.0.0.1 to download the COCO weights (")
     assert f"Download {url} by hand and put it at {dest}" in msg
@@ -351,7 +354,7 @@ def test_check_valid_then_truncated_h5(tmp_path, libver):
     p = _make_h5(tmp_path / "w.h5", libver)
     W.check_weights_file(p)  # passes
     W.check_weights_file(p, expected_size=p.stat().st_size)
-    assert W._hdf5_stored_eof(p) == p.stat().st_size
+    assert W.check._hdf5_stored_eof(p) == p.stat().st_size
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(W.WeightsFileError, match="truncated|corrupt"):
@@ -407,7 +410,7 @@ def test_ensure_weights(server, tmp_path, monkeypatch):
         _make_h5(dest)
         return dest
 
-    monkeypatch.setattr(W, "download_weights", fake_download)
+    monkeypatch.setattr(W.download, "download_weights", fake_download)
     target = tmp_path / "new.h5"
     assert W.ensure_weights(target, download=True) == target
     assert seen == [target]

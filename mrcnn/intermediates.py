@@ -1,6 +1,6 @@
-"""Look inside one Mask R-CNN run: every stage's tensors as plain numpy arrays.
+"""Every stage of one Mask R-CNN run on one image, as plain numpy arrays.
 
-``inspect_image(model, image)`` runs the network once, through the very
+``compute_intermediates(model, image)`` runs the network once, through the very
 computation ``model.detect()`` uses (the engine's BatchNorm-folded network
 ``model.folded``, its proposal layer ``ROI``, then ``detect()``'s own compiled
 detection and mask steps), but keeps what ``detect()`` throws away: C2..C5,
@@ -11,9 +11,9 @@ run in numpy and kept in an :class:`Inspection` (no TensorFlow tensors inside, s
 it pickles and caches).
 
 The helpers after it (IoU, NMS, detections at another threshold, anchors at a
-point, heatmaps, box drawing) are pure numpy / Pillow / matplotlib, so a page
-control that changes only a picture never touches the network. TensorFlow is
-imported only by ``inspect_image``.
+point, the level formula) are pure numpy, so a page control that changes only a
+picture never touches the network; the pictures themselves are drawn by
+:mod:`mrcnn.draw.figures`. TensorFlow is imported only by ``compute_intermediates``.
 
 Coordinates: "normalised" boxes are [y1, x1, y2, x2] in the molded frame divided
 by (H-1, W-1) after the (0, 0, 1, 1) shift, as the network uses them; pixel boxes
@@ -21,18 +21,16 @@ of the molded frame come from ``mrcnn.anchors.denorm_boxes``.
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from mrcnn.anchors import backbone_shapes, denorm_boxes, norm_boxes
-from mrcnn.classes import class_names_for
-from mrcnn.imaging import to_rgb_array
-from mrcnn.molding import sk_resize, unmold_detections
+from mrcnn.classes import class_name, class_names_for
+from mrcnn.pixels import to_rgb_array
+from mrcnn.molding import sk_resize, unmold_boxes, unmold_detections
 
 FEATURE_NAMES = ("C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6")
 FEATURE_STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32,
@@ -43,7 +41,7 @@ TRAINING_POSITIVE_IOU = 0.5   # a training RoI is positive (foreground) when IoU
 
 
 @dataclass
-class Inspection:
+class Intermediates:
     """Everything one run of the network computed for one image, as numpy."""
     # 1. input
     image: np.ndarray               # (h, w, 3) uint8, the original
@@ -112,10 +110,7 @@ class Inspection:
         return int(self.anchors_per_level.sum())
 
     def class_name(self, class_id: int) -> str:
-        class_id = int(class_id)
-        if 0 <= class_id < len(self.class_names):
-            return self.class_names[class_id]
-        return f"class {class_id}"
+        return class_name(self.class_names, class_id)
 
     def to_pixels(self, boxes) -> np.ndarray:
         """Normalised boxes (..., 4) to int32 pixels of the molded frame."""
@@ -144,7 +139,7 @@ def _choose_crops(levels, count=CROP_COUNT) -> np.ndarray:
     return np.array(sorted(chosen[:count]), dtype=np.int64)
 
 
-def inspect_image(model, image) -> Inspection:
+def compute_intermediates(model, image) -> Intermediates:
     """Run ``model`` once on ``image`` and keep every stage's result as numpy.
 
     The final detections (``rois``, ``class_ids``, ``scores``, ``masks``) equal
@@ -156,21 +151,21 @@ def inspect_image(model, image) -> Inspection:
     cfg = model.config
     image = to_rgb_array(image)
     started = time.perf_counter()
-    run = model.run_network([image])           # exactly what detect() computes
-    (molded,) = run.molded
-    metas, anchors, outputs = run.metas, run.anchors, run.stages
-    molded_shape = run.timings.input_shape
-    prepared = started + run.timings.mold
-    raw_detections = run.detections[0]
+    outputs = model.forward([image])           # exactly what detect() computes
+    (molded,) = outputs.molded
+    metas, anchors, stages = outputs.metas, outputs.anchors, outputs.stages
+    molded_shape = outputs.timings.input_shape
+    prepared = started + outputs.timings.mold
+    raw_detections = outputs.detections[0]
     detection_count = int((raw_detections[:, 4] > 0).sum())
-    soft_masks = run.masks[0, :detection_count]
+    soft_masks = outputs.masks[0, :detection_count]
     detections = raw_detections[:detection_count]
-    maps = {name: outputs[name][0].numpy() for name in FEATURE_NAMES}
-    objectness = outputs["rpn_probs"][0, :, 1].numpy()
-    rpn_deltas = outputs["rpn_deltas"][0].numpy()
-    proposals = outputs["proposals"][0].numpy()
-    class_probs = outputs["class_probs"][0].numpy()
-    class_deltas = outputs["class_deltas"][0].numpy()
+    maps = {name: stages[name][0].numpy() for name in FEATURE_NAMES}
+    objectness = stages["rpn_probs"][0, :, 1].numpy()
+    rpn_deltas = stages["rpn_deltas"][0].numpy()
+    proposals = stages["proposals"][0].numpy()
+    class_probs = stages["class_probs"][0].numpy()
+    class_deltas = stages["class_deltas"][0].numpy()
     ran = time.perf_counter()
 
     # RPN: the proposal layer's steps again, on numpy copies of the same tensors.
@@ -214,11 +209,12 @@ def inspect_image(model, image) -> Inspection:
     # Final detections, unmolded exactly as detect() does.
     rois, class_ids, scores, masks = unmold_detections(
         raw_detections, soft_masks, molded.original_shape, molded.image.shape, molded.window)
-    kept = _unmolded_rows(detections, molded.window, molded_shape, molded.original_shape)
+    kept = unmold_boxes(raw_detections, molded.original_shape, molded.image.shape,
+                        molded.window)[0]
     finished = time.perf_counter()
 
     class_names = class_names_for(cfg)
-    return Inspection(
+    return Intermediates(
         image=image,
         molded_image=np.rint(molded.image + np.asarray(cfg.MEAN_PIXEL)).astype(np.uint8),
         window=np.asarray(molded.window, np.int64), scale=float(molded.scale),
@@ -250,15 +246,6 @@ def inspect_image(model, image) -> Inspection:
         class_names=class_names,
         seconds={"mold": prepared - started, "network": ran - prepared,
                  "derive": finished - ran, "total": finished - started})
-
-
-def _unmolded_rows(detections, window, molded_shape, original_shape) -> np.ndarray:
-    """Which detection rows ``unmold_detections`` keeps (it drops zero-area boxes)."""
-    wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window), molded_shape)
-    shift = np.array([wy1, wx1, wy1, wx1])
-    size = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-    boxes = denorm_boxes(np.divide(detections[:, :4] - shift, size), original_shape[:2])
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
 
 
 # ------------------------------------------------------- numpy explanations
@@ -301,7 +288,7 @@ def nms(boxes, scores, threshold, max_output) -> np.ndarray:
     return np.array(kept, dtype=np.int64)
 
 
-def detections_at(inspection: Inspection, min_confidence: float,
+def detections_at(record: Intermediates, min_confidence: float,
                   nms_threshold: float | None = None) -> dict:
     """The detection layer's selection redone in numpy for another confidence cut.
 
@@ -310,7 +297,7 @@ def detections_at(inspection: Inspection, min_confidence: float,
     most DETECTION_MAX_INSTANCES}``. At the config's own settings ``kept`` picks
     exactly the RoIs behind the engine's detections.
     """
-    insp = inspection
+    insp = record
     threshold = insp.detection_nms_threshold if nms_threshold is None else nms_threshold
     limit = insp.detection_max_instances
     candidate = insp.roi_class_ids > 0
@@ -327,13 +314,13 @@ def detections_at(inspection: Inspection, min_confidence: float,
     return {"candidates": candidates, "kept": kept}
 
 
-def anchors_at(inspection: Inspection, level: int, y: float, x: float) -> dict:
+def anchors_at(record: Intermediates, level: int, y: float, x: float) -> dict:
     """The anchors of pyramid level ``level`` (2..6) centred nearest to pixel (y, x).
 
     Returns the feature-map cell, its centre in molded pixels, the anchors' indices
     in ``inspection.anchors``, their pixel boxes (float, y1 x1 y2 x2) and objectness.
     """
-    insp = inspection
+    insp = record
     i = level - 2
     stride = FEATURE_STRIDES[f"P{level}"] * insp.anchor_stride
     rows, cols = (int(math.ceil(n / insp.anchor_stride)) for n in insp.level_shapes[i])
@@ -349,9 +336,9 @@ def anchors_at(inspection: Inspection, level: int, y: float, x: float) -> dict:
             "scale": insp.anchor_scales[i]}
 
 
-def level_formula(inspection: Inspection, proposal: int) -> dict:
+def level_formula(record: Intermediates, proposal: int) -> dict:
     """The numbers in level = min(5, max(2, 4 + round(log2(sqrt(h*w) / (224 / sqrt(H*W))))))."""
-    insp = inspection
+    insp = record
     y1, x1, y2, x2 = insp.proposals[proposal].astype(np.float32)
     h, w = insp.molded_shape
     side = float(np.sqrt((y2 - y1) * (x2 - x1)))
@@ -363,9 +350,9 @@ def level_formula(inspection: Inspection, proposal: int) -> dict:
             "level": int(insp.proposal_levels[proposal])}
 
 
-def objectness_maps(inspection: Inspection) -> dict:
+def objectness_maps(record: Intermediates) -> dict:
     """Per RPN level, the best objectness of the anchors at each cell: name -> (rows, cols)."""
-    insp = inspection
+    insp = record
     maps, start = {}, 0
     for name, (rows, cols), count in zip(RPN_LEVELS, insp.level_shapes, insp.anchors_per_level):
         level = insp.objectness[start:start + int(count)]
@@ -382,11 +369,11 @@ def intersection(box_a, box_b):
     return [y1, x1, y2, x2] if y2 > y1 and x2 > x1 else None
 
 
-def image_patch(inspection: Inspection, box_px) -> np.ndarray:
+def image_patch(record: Intermediates, box_px) -> np.ndarray:
     """The molded image under a pixel box (at least 1x1)."""
     y1, x1, y2, x2 = (int(v) for v in box_px)
     y1, x1 = max(y1, 0), max(x1, 0)
-    return inspection.molded_image[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    return record.molded_image[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
 
 
 def paste_soft_mask(soft_mask, box, image_shape) -> np.ndarray:
@@ -399,140 +386,3 @@ def paste_soft_mask(soft_mask, box, image_shape) -> np.ndarray:
     if y2 > y1 and x2 > x1:
         full[y1:y2, x1:x2] = sk_resize(soft_mask, (y2 - y1, x2 - x1))
     return full
-
-
-# ------------------------------------------------------------------ pictures
-
-def colormap(values, cmap="magma", vmin=None, vmax=None) -> np.ndarray:
-    """A 2-D array as an RGB uint8 picture through a matplotlib colour map."""
-    import matplotlib
-    values = np.asarray(values, np.float64)
-    lo = np.nanmin(values) if vmin is None else vmin
-    hi = np.nanmax(values) if vmax is None else vmax
-    scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-    rgba = matplotlib.colormaps[cmap](np.clip(scaled, 0, 1), bytes=True)
-    return np.ascontiguousarray(rgba[..., :3])
-
-
-def enlarge(picture, size: int) -> np.ndarray:
-    """Nearest-neighbour enlargement so each cell of a small map stays a visible square."""
-    picture = np.asarray(picture)
-    factor = max(1, size // max(picture.shape[:2]))
-    return picture.repeat(factor, axis=0).repeat(factor, axis=1)
-
-
-def resize_picture(picture, size, smooth=True) -> np.ndarray:
-    """RGB uint8 resized to (height, width), bilinear or nearest-neighbour (display only)."""
-    height, width = size
-    return np.asarray(Image.fromarray(np.asarray(picture, np.uint8)).resize(
-        (int(width), int(height)), Image.BILINEAR if smooth else Image.NEAREST))
-
-
-def heatmap_over(image, values, alpha=0.6, cmap="magma") -> np.ndarray:
-    """``values`` (any size) stretched over ``image`` and blended in with ``alpha``."""
-    image = np.asarray(image, np.uint8)
-    heat = resize_picture(colormap(values, cmap), image.shape[:2])
-    return np.rint((1 - alpha) * image + alpha * heat).astype(np.uint8)
-
-
-def draw_boxes(picture, boxes, colors, width=2, labels=None, fill_alpha=0.0,
-               scale=1.0) -> np.ndarray:
-    """Rectangles (pixel y1, x1, y2, x2 times ``scale``) on a copy of ``picture``.
-
-    ``colors`` is one RGB triple or one per box; ``labels`` optional text per box;
-    ``fill_alpha`` > 0 also tints the inside.
-    """
-    canvas = Image.fromarray(np.asarray(picture, np.uint8)).convert("RGBA")
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4) * scale
-    colors = np.asarray(colors, np.uint8).reshape(-1, 3)
-    if len(colors) == 1:
-        colors = np.repeat(colors, len(boxes), axis=0)
-    overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(overlay)
-    font = _font(max(11, int(round(max(canvas.size) * 0.022))))
-    for i, (y1, x1, y2, x2) in enumerate(boxes):
-        colour = tuple(int(c) for c in colors[i])
-        fill = colour + (int(255 * fill_alpha),) if fill_alpha else None
-        draw.rectangle((x1, y1, x2, y2), outline=colour + (255,), width=width, fill=fill)
-        if labels is not None and labels[i]:
-            left, top, right, bottom = draw.textbbox((0, 0), labels[i], font=font)
-            ty = max(0, y1 - (bottom - top) - 4)
-            draw.rectangle((x1, ty, x1 + right - left + 4, ty + bottom - top + 4),
-                           fill=colour + (230,))
-            luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-            draw.text((x1 + 2 - left, ty + 2 - top), labels[i], font=font,
-                      fill=(0, 0, 0, 255) if luminance > 150 else (255, 255, 255, 255))
-    return np.asarray(Image.alpha_composite(canvas, overlay).convert("RGB"))
-
-
-def zoom_region(boxes_px, image_shape, margin=0.5, min_side=48) -> tuple:
-    """A square region (y1, x1, y2, x2) around one or more pixel boxes, with ``margin``
-    of their size on each side, at least ``min_side`` pixels, kept inside the image."""
-    boxes = np.asarray(boxes_px, np.float64).reshape(-1, 4)
-    y1, x1 = boxes[:, :2].min(axis=0)
-    y2, x2 = boxes[:, 2:].max(axis=0)
-    side = max(y2 - y1, x2 - x1) * (1 + 2 * margin)
-    side = int(min(max(side, min_side), *image_shape[:2]))
-    cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
-    top = int(np.clip(round(cy - side / 2), 0, image_shape[0] - side))
-    left = int(np.clip(round(cx - side / 2), 0, image_shape[1] - side))
-    return top, left, top + side, left + side
-
-
-def zoom(picture, region, boxes=(), colors=((255, 255, 255),), labels=None, size=320,
-         width=3, smooth=True) -> np.ndarray:
-    """``picture`` cut to ``region`` and enlarged to ``size`` px, with pixel ``boxes`` drawn.
-
-    ``smooth=False`` enlarges with nearest neighbour, so single pixels stay visible.
-    """
-    top, left, bottom, right = region
-    crop = np.asarray(picture)[top:bottom, left:right]
-    factor = size / max(crop.shape[:2])
-    enlarged = resize_picture(crop, (round(crop.shape[0] * factor), round(crop.shape[1] * factor)),
-                              smooth=smooth)
-    if len(boxes) == 0:
-        return enlarged
-    shifted = np.asarray(boxes, np.float64).reshape(-1, 4) - [top, left, top, left]
-    return draw_boxes(enlarged, shifted, colors, width=width, labels=labels, scale=factor)
-
-
-@functools.lru_cache(maxsize=8)
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def dim(picture, amount=0.45) -> np.ndarray:
-    """Darken a picture so boxes drawn over it stand out."""
-    return np.rint(np.asarray(picture, np.float32) * (1 - amount)).astype(np.uint8)
-
-
-def class_bars(names, probabilities, highlight=0, width=520) -> np.ndarray:
-    """A horizontal bar chart of class probabilities (RGB uint8), best on top."""
-    row, label_width, pad = 34, 150, 12
-    bar_width = width - label_width - 70
-    height = row * len(names) + 2 * pad + 22
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    font = _font(15)
-    small = _font(12)
-    for i, (name, p) in enumerate(zip(names, probabilities)):
-        top = pad + i * row
-        colour = (228, 87, 46) if i == highlight else (138, 160, 184)
-        draw.text((label_width - 10, top + row // 2), str(name), font=font, fill=(30, 30, 30),
-                  anchor="rm")
-        draw.rectangle((label_width, top + 5, label_width + bar_width, top + row - 5),
-                       fill=(240, 242, 246))
-        length = int(round(float(p) * bar_width))
-        if length > 0:
-            draw.rectangle((label_width, top + 5, label_width + length, top + row - 5), fill=colour)
-        draw.text((label_width + bar_width + 8, top + row // 2), f"{float(p):.3f}", font=font,
-                  fill=(30, 30, 30), anchor="lm")
-    axis = pad + row * len(names) + 4
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = label_width + int(round(tick * bar_width))
-        draw.line((x, axis, x, axis + 4), fill=(120, 120, 120))
-        draw.text((x, axis + 6), f"{tick:g}", font=small, fill=(90, 90, 90), anchor="mt")
-    return np.asarray(canvas)

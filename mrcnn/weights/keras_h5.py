@@ -1,4 +1,4 @@
-"""Load Keras 2 HDF5 weight files (matterport's layout) into the Keras 3 model.
+"""Keras 2 HDF5 weights files (matterport's layout): read into the Keras 3 model, and write.
 
 Layout: the root attribute ``layer_names`` lists layers; each layer's group has a
 ``weight_names`` attribute (empty for weightless layers) and each weight is the
@@ -9,6 +9,10 @@ carry suffixes like ``fpn_c5p5_3/kernel:0``).
 
 Everything is checked before any variable is assigned, so a bad file leaves the
 model untouched and the error lists every problem.
+
+Writing (:func:`save_h5_weights`, used for training checkpoints, and
+:func:`write_keras2_weights` for generated test files) produces the same layout,
+so whatever this module writes, it and matterport's code read back by name.
 """
 from __future__ import annotations
 
@@ -87,3 +91,56 @@ def load_h5_weights(model, path, exclude=()) -> int:
     for variable, array in plan:
         variable.assign(array)
     return len(plan)
+
+
+def weight_names_of(layer) -> list[str]:
+    """Keras 2 style names of a layer's weights (``conv1/kernel:0``), in stored order."""
+    return [f"{variable.path}:0" for variable in layer.weights]
+
+
+def write_keras2_weights(path, layer_names, weights, weight_names, *, fixed_strings=True,
+                         attrs=None, extra_groups=()):
+    """Write the Keras 2 HDF5 weights layout.
+
+    layer_names: every layer in the file's order (weightless ones included).
+    weights / weight_names: {layer: [arrays]} / {layer: [names]} for weighted layers.
+    fixed_strings: numpy 'S' strings as h5py 2 wrote them, else variable-length str.
+    """
+    def strings(values):
+        if fixed_strings:
+            return np.array([v.encode("utf8") for v in values])
+        return np.array(values, dtype=h5py.string_dtype())
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = strings(layer_names)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value.encode("utf8") if fixed_strings else value
+        for name in layer_names:
+            group = f.create_group(name)
+            names = weight_names.get(name, [])
+            if not names:
+                group.attrs["weight_names"] = np.zeros((0,), dtype=np.float64)
+                continue
+            group.attrs["weight_names"] = strings(names)
+            for weight_name, array in zip(names, weights[name]):
+                group.create_dataset(weight_name, data=array)
+        for name in extra_groups:
+            f.create_group(name)
+
+
+def save_h5_weights(model, path) -> int:
+    """Write every weighted layer of ``model`` in the layout :func:`load_h5_weights` reads.
+
+    Returns the number of arrays written. The file is written to ``<path>.tmp``
+    and renamed, so a reader never sees half a checkpoint.
+    """
+    from pathlib import Path
+    path = Path(path)
+    layers = model_weighted_layers(model)
+    weights = {name: [np.asarray(v.numpy()) for v in layer.weights] for name, layer in layers.items()}
+    names = {name: weight_names_of(layer) for name, layer in layers.items()}
+    partial = path.with_name(path.name + ".tmp")
+    write_keras2_weights(partial, [layer.name for layer in model.layers], weights, names,
+                         fixed_strings=False)
+    partial.replace(path)
+    return sum(len(arrays) for arrays in weights.values())

@@ -1,20 +1,22 @@
 """Weights files in the published Keras 2 HDF5 layout, filled with seeded values.
 
 The real ``mask_rcnn_coco.h5`` cannot be downloaded on build machines, so tests,
-the benchmark and offline demos use a file written here in exactly its layout
-(from ``coco_h5_manifest.json``): same ``layer_names`` list, same groups, same
-``weight_names`` attributes, same shapes and dtypes. The values are random but
-scaled so the network stays numerically tame and does produce detections.
+the benchmarks and offline demos use a file written here in exactly its layout
+(from ``coco_h5_manifest.json``, package data beside this module): same
+``layer_names`` list, same groups, same ``weight_names`` attributes, same shapes
+and dtypes. The values are random but scaled so the network stays numerically
+tame and does produce detections.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "coco_h5_manifest.json"
+from mrcnn.weights.keras_h5 import weight_names_of, write_keras2_weights
+
+MANIFEST_PATH = Path(__file__).resolve().parent / "coco_h5_manifest.json"
 LAYOUTS = {
     "original": "original_mask_rcnn_coco_h5_v2.0_reconstructed",
     "tf_keras": "tf_keras_2.21_inference_save_weights",
@@ -70,36 +72,6 @@ def _head_of(layer_name, shape):
     return layer_name
 
 
-def write_keras2_weights(path, layer_names, weights, weight_names, *, fixed_strings=True,
-                         attrs=None, extra_groups=()):
-    """Write the Keras 2 HDF5 weights layout.
-
-    layer_names: every layer in the file's order (weightless ones included).
-    weights / weight_names: {layer: [arrays]} / {layer: [names]} for weighted layers.
-    fixed_strings: numpy 'S' strings as h5py 2 wrote them, else variable-length str.
-    """
-    def strings(values):
-        if fixed_strings:
-            return np.array([v.encode("utf8") for v in values])
-        return np.array(values, dtype=h5py.string_dtype())
-
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = strings(layer_names)
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = value.encode("utf8") if fixed_strings else value
-        for name in layer_names:
-            group = f.create_group(name)
-            names = weight_names.get(name, [])
-            if not names:
-                group.attrs["weight_names"] = np.zeros((0,), dtype=np.float64)
-                continue
-            group.attrs["weight_names"] = strings(names)
-            for weight_name, array in zip(names, weights[name]):
-                group.create_dataset(weight_name, data=array)
-        for name in extra_groups:
-            f.create_group(name)
-
-
 def generate_coco_weights(path, seed=0, layout="original", manifest_path=MANIFEST_PATH,
                           gains=None):
     """A file shaped exactly like mask_rcnn_coco.h5 (or the tf_keras re-save of it)."""
@@ -125,7 +97,7 @@ def generate_model_weights(keras_model, path, seed=0):
     for layer in keras_model.layers:
         if not layer.weights:
             continue
-        names[layer.name] = [f"{v.path}:0" for v in layer.weights]
+        names[layer.name] = weight_names_of(layer)
         weights[layer.name] = seeded_values(layer.name, [v.shape for v in layer.weights], rng)
-    write_keras2_weights(path, [l.name for l in keras_model.layers], weights, names)
+    write_keras2_weights(path, [layer.name for layer in keras_model.layers], weights, names)
     return Path(path)

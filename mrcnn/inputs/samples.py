@@ -21,24 +21,26 @@ from typing import Callable
 
 import numpy as np
 
-from mrcnn.imaging import to_rgb_array
+from mrcnn.pixels import to_rgb_array
 
-__all__ = ["SAMPLES", "Sample"]
+__all__ = ["SAMPLES", "Sample", "samples_for"]
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One bundled photo: ``sample()`` loads it as RGB ``uint8``."""
+    """One sample photo: ``sample()`` loads it as RGB ``uint8``."""
 
     title: str
-    shows: str                      # what a COCO model should find in it
-    credit: str                     # source and licence, as scikit-image states them
-    skimage_name: str               # the ``skimage.data`` function that loads it
+    shows: str                      # what the model should find in it
+    credit: str                     # source and licence (scikit-image's own words)
+    skimage_name: str = ""          # the ``skimage.data`` function that loads it, or
+    loader: Callable[[], np.ndarray] | None = None   # any other way to get the pixels
 
     def __call__(self) -> np.ndarray:
+        if self.loader is not None:
+            return to_rgb_array(self.loader())
         import skimage.data
-        loader: Callable[[], np.ndarray] = getattr(skimage.data, self.skimage_name)
-        return to_rgb_array(loader())
+        return to_rgb_array(getattr(skimage.data, self.skimage_name)())
 
 
 SAMPLES: dict[str, Sample] = {
@@ -64,3 +66,15 @@ SAMPLES: dict[str, Sample] = {
         "Photo by Stefan van der Walt; public domain.",
         "clock"),
 }
+
+
+def samples_for(config) -> dict[str, Sample]:
+    """The samples that suit a model: its config's own ``sample_images()`` when it has
+    them (e.g. generated shapes for a shapes model), else the COCO photos above."""
+    provider = getattr(config, "sample_images", None)
+    if provider is None:
+        return dict(SAMPLES)
+    images = provider()
+    return {name: Sample(name.replace("_", " ").capitalize(), "", "Generated for this model.",
+                         loader=lambda image=image: image)
+            for name, image in images.items()}

@@ -1,24 +1,28 @@
-"""Drawing detections, kept apart from the model.
+"""Drawing detections on the image: overlay, cut-outs, PNG bytes.
 
 One palette (:func:`palette`), one place that decides label text
 (:func:`label_text`), one blend rule (``(1 - alpha) * image + alpha *
 colour`` inside each mask), one outline rule (inner mask boundary with
 4-connectivity, as ``skimage.segmentation.find_boundaries(mode="inner")``).
 Colour ``i`` belongs to detection ``i`` everywhere: overlay, table, gallery.
+Masks may be matterport's ``(H, W, N)`` array or :class:`~mrcnn.results.CompactMasks`;
+either way only each mask's own rectangle is touched.
 """
 from __future__ import annotations
 
 import colorsys
-import functools
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from mrcnn.imaging import to_rgb_array
+from mrcnn.classes import class_name
+from mrcnn.draw.fonts import font
+from mrcnn.pixels import to_rgb_array
+from mrcnn.results import CompactMasks
 
-__all__ = ["BOX_THICKNESS", "cutout", "draw_detections", "inner_boundary",
-           "label_text", "palette", "to_png_bytes"]
+__all__ = ["BOX_THICKNESS", "cutout", "cutout_from_crop", "draw_detections", "inner_boundary",
+           "label_text", "mask_crops", "palette", "to_png_bytes"]
 
 BOX_THICKNESS = 2
 _GOLDEN = 0.618033988749895
@@ -51,15 +55,6 @@ def label_text(class_name: str, score: float | None = None) -> str:
     return f"{class_name} {float(score):.2f}"
 
 
-def _class_name(class_names, class_id: int) -> str:
-    try:
-        if 0 <= class_id < len(class_names):
-            return str(class_names[class_id])
-    except TypeError:
-        pass
-    return f"class {class_id}"
-
-
 def inner_boundary(mask: np.ndarray) -> np.ndarray:
     """Mask pixels with a 4-neighbour outside the mask (image edges reflect).
 
@@ -70,14 +65,6 @@ def inner_boundary(mask: np.ndarray) -> np.ndarray:
     eroded = (p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1]
               & p[1:-1, :-2] & p[1:-1, 2:])
     return mask & ~eroded
-
-
-@functools.lru_cache(maxsize=16)
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except Exception:  # Pillow without FreeType: fixed-size bitmap font
-        return ImageFont.load_default()
 
 
 def _font_size(height: int, width: int) -> int:
@@ -101,12 +88,31 @@ def _as_colors(colors, n: int) -> np.ndarray:
     return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
 
 
-def _spans(any_along: np.ndarray):
-    """First and one-past-last True index of each column of ``(L, N)``."""
-    present = any_along.any(axis=0)
-    first = np.argmax(any_along, axis=0)
-    last = any_along.shape[0] - np.argmax(any_along[::-1], axis=0)
-    return present, first, last
+def mask_crops(masks, image_shape):
+    """``(index, y0, x0, crop)`` of each non-empty mask, ``crop`` bool inside its rectangle.
+
+    ``masks`` is an ``(H, W, N)`` array (each mask's tight rectangle is found in
+    two passes over the stack) or :class:`CompactMasks` (its windows are used).
+    """
+    height, width = image_shape[:2]
+    if isinstance(masks, CompactMasks):
+        if masks.image_shape != (height, width):
+            raise ValueError(f"masks are for {masks.image_shape}, the image is {(height, width)}")
+        for i, (y0, x0, y1, x1) in enumerate(masks.windows):
+            if y1 > y0 and x1 > x0:
+                yield i, int(y0), int(x0), masks.crop(i)
+        return
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or masks.shape[:2] != (height, width):
+        raise ValueError(f"masks must be ({height}, {width}, N), got {masks.shape}")
+    masks = masks.astype(bool, copy=False)
+    rows_any, cols_any = masks.any(axis=1), masks.any(axis=0)     # (H, N), (W, N)
+    present = rows_any.any(axis=0)
+    row0, col0 = np.argmax(rows_any, axis=0), np.argmax(cols_any, axis=0)
+    row1 = height - np.argmax(rows_any[::-1], axis=0)
+    col1 = width - np.argmax(cols_any[::-1], axis=0)
+    for i in np.flatnonzero(present):
+        yield int(i), int(row0[i]), int(col0[i]), masks[row0[i]:row1[i], col0[i]:col1[i], i]
 
 
 def draw_detections(image, result: dict, class_names, *, colors=None,
@@ -138,37 +144,32 @@ def draw_detections(image, result: dict, class_names, *, colors=None,
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"mask_alpha must be in [0, 1], got {mask_alpha}")
 
-    masks = None
-    if (show_masks or show_outlines) and result.get("masks") is not None:
-        masks = np.asarray(result["masks"])
-        if masks.ndim != 3 or masks.shape[:2] != (height, width) or masks.shape[2] != n:
-            raise ValueError(
-                f"masks must be ({height}, {width}, {n}), got {masks.shape}")
-        masks = masks.astype(bool, copy=False)
-        # Tight bounding region of every mask in two passes over the stack.
-        row_present, row0, row1 = _spans(masks.any(axis=1))
-        _, col0, col1 = _spans(masks.any(axis=0))
-
     order = range(n - 1, -1, -1)  # lowest score first, best on top
-    if masks is not None:
+    masks = result.get("masks")
+    if (show_masks or show_outlines) and masks is not None:
+        count = len(masks) if isinstance(masks, CompactMasks) else np.shape(masks)[-1]
+        if count != n:
+            raise ValueError(f"{n} detections but {count} masks")
+        crops = {i: (y0, x0, crop) for i, y0, x0, crop in mask_crops(masks, out.shape)}
         for i in order:
-            if not row_present[i]:
+            if i not in crops:
                 continue
+            y0, x0, m = crops[i]
+            y1, x1 = y0 + m.shape[0], x0 + m.shape[1]
             colour = cols[i]
             if show_masks and alpha > 0.0:
-                y0, y1, x0, x1 = row0[i], row1[i], col0[i], col1[i]
-                m = masks[y0:y1, x0:x1, i]
                 region = out[y0:y1, x0:x1]
                 blended = ((1.0 - alpha) * region[m].astype(np.float64)
                            + alpha * colour.astype(np.float64))
                 region[m] = np.rint(blended).astype(np.uint8)
             if show_outlines:
-                # One pixel of margin (clipped to the image) so the edge
-                # test sees real neighbours, and reflection at image edges.
-                y0, y1 = max(row0[i] - 1, 0), min(row1[i] + 1, height)
-                x0, x1 = max(col0[i] - 1, 0), min(col1[i] + 1, width)
-                edge = inner_boundary(masks[y0:y1, x0:x1, i])
-                out[y0:y1, x0:x1][edge] = colour
+                # One pixel of margin (clipped to the image) so the edge test sees
+                # real neighbours, and reflection at image edges.
+                top, left = max(y0 - 1, 0), max(x0 - 1, 0)
+                bottom, right = min(y1 + 1, height), min(x1 + 1, width)
+                padded = np.zeros((bottom - top, right - left), bool)
+                padded[y0 - top:y0 - top + m.shape[0], x0 - left:x0 - left + m.shape[1]] = m
+                out[top:bottom, left:right][inner_boundary(padded)] = colour
 
     if show_boxes:
         t = BOX_THICKNESS
@@ -195,14 +196,14 @@ def draw_detections(image, result: dict, class_names, *, colors=None,
 
 def _draw_labels(out, rois, class_ids, scores, class_names, cols, order):
     height, width = out.shape[:2]
-    font = _font(_font_size(height, width))
+    label_font = font(_font_size(height, width))
     canvas = Image.fromarray(out)
     draw = ImageDraw.Draw(canvas)
     pad = 2
     for i in order:
-        text = label_text(_class_name(class_names, int(class_ids[i])),
+        text = label_text(class_name(class_names, class_ids[i]),
                           None if scores is None else scores[i])
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=label_font)
         tag_w = right - left + 2 * pad
         tag_h = bottom - top + 2 * pad
         y1, x1, y2, x2 = (int(v) for v in rois[i])
@@ -212,7 +213,7 @@ def _draw_labels(out, rois, class_ids, scores, class_names, cols, order):
             ty = min(max(y1, 0), max(height - tag_h, 0))
         colour = tuple(int(c) for c in cols[i])
         draw.rectangle((tx, ty, tx + tag_w - 1, ty + tag_h - 1), fill=colour)
-        draw.text((tx + pad - left, ty + pad - top), text, font=font,
+        draw.text((tx + pad - left, ty + pad - top), text, font=label_font,
                   fill=_text_colour(colour))
     out[...] = np.asarray(canvas)
 
@@ -228,14 +229,22 @@ def cutout(image, mask) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != rgb.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image {rgb.shape[:2]}")
-    rows = np.flatnonzero(mask.any(axis=1))
+    return cutout_from_crop(rgb, mask, (0, 0))
+
+
+def cutout_from_crop(image, crop, origin) -> np.ndarray:
+    """:func:`cutout` of a mask given as ``crop`` placed at ``origin`` (y0, x0) in ``image``."""
+    rgb = to_rgb_array(image)
+    crop = np.asarray(crop, dtype=bool)
+    rows = np.flatnonzero(crop.any(axis=1))
     if rows.size == 0:
         return np.zeros((1, 1, 4), np.uint8)
-    cols = np.flatnonzero(mask.any(axis=0))
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    m = mask[y0:y1, x0:x1]
-    out = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
-    out[..., :3] = rgb[y0:y1, x0:x1] * m[..., None]
+    cols = np.flatnonzero(crop.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    m = crop[r0:r1, c0:c1]
+    y0, x0 = int(origin[0]) + r0, int(origin[1]) + c0
+    out = np.zeros((r1 - r0, c1 - c0, 4), np.uint8)
+    out[..., :3] = rgb[y0:y0 + m.shape[0], x0:x0 + m.shape[1]] * m[..., None]
     out[..., 3] = m * np.uint8(255)
     return out
 

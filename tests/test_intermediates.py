@@ -1,4 +1,4 @@
-"""``mrcnn.inspect``: one run's stages as numpy, checked against the engine and numpy references.
+"""``mrcnn.intermediates``: one run's stages as numpy, checked against the engine and numpy references.
 
 The references here are written from the reference's stated semantics
 (/work/shared/maskrcnn/README.md), not by calling the code under test.
@@ -13,9 +13,9 @@ import pytest
 
 from mrcnn import CocoConfig
 from mrcnn.anchors import get_anchors
-from mrcnn.inspect import (Inspection, anchor_counts, anchors_at, detections_at, draw_boxes,
-                           inspect_image, iou, level_formula, nms, paste_soft_mask, zoom,
-                           zoom_region)
+from mrcnn.draw.figures import draw_boxes, zoom, zoom_region
+from mrcnn.intermediates import (Intermediates, anchor_counts, anchors_at, compute_intermediates,
+                                 detections_at, iou, level_formula, nms, paste_soft_mask)
 
 f32 = np.float32
 
@@ -61,7 +61,7 @@ def crop_reference(feature_map, box, size):
     return out
 
 
-def assert_same_result(inspection: Inspection, expected: dict) -> None:
+def assert_same_result(inspection: Intermediates, expected: dict) -> None:
     got = inspection.result
     for key in ("rois", "class_ids", "scores", "masks"):
         assert got[key].dtype == expected[key].dtype, key
@@ -70,7 +70,7 @@ def assert_same_result(inspection: Inspection, expected: dict) -> None:
 
 @pytest.fixture(scope="module")
 def astronaut_run(small_model, photos):
-    return inspect_image(small_model, photos["astronaut"])
+    return compute_intermediates(small_model, photos["astronaut"])
 
 
 # ------------------------------------------------------------------ anchors
@@ -124,18 +124,18 @@ def test_proposals_are_the_nms_survivors_of_the_best_anchors(astronaut_run, smal
 
 def test_unsaturated_proposal_count(small_model, photos):
     """A config whose proposal cap is not reached, so the count is really counted."""
-    from conftest import small_config
+    from mrcnn.testing.configs import small_config
     from mrcnn.model import MaskRCNN
     model = MaskRCNN(small_config(PRE_NMS_LIMIT=300, POST_NMS_ROIS_INFERENCE=1000,
                                   DETECTION_MAX_INSTANCES=100))
     model.load_weights(small_model.weights_path)
     image = photos["coffee"]
-    insp = inspect_image(model, image)
+    insp = compute_intermediates(model, image)
     assert 0 < insp.proposal_count < 300 <= len(insp.proposals)
     assert insp.proposal_count == int(np.any(insp.proposals != 0, axis=1).sum())
     assert insp.proposal_count == len(insp.nms_kept)
     # detect()'s own computation outputs the same proposals.
-    engine_proposals = model.run_network([image]).stages["proposals"][0].numpy()
+    engine_proposals = model.forward([image]).stages["proposals"][0].numpy()
     np.testing.assert_array_equal(engine_proposals, insp.proposals)
     assert_same_result(insp, model.detect([image])[0])
 
@@ -178,7 +178,7 @@ def test_crops_are_7x7_and_14x14_from_the_assigned_level(astronaut_run, small_mo
 def test_detections_equal_detect(astronaut_run, small_model, photos):
     assert_same_result(astronaut_run, small_model.detect([photos["astronaut"]])[0])
     chelsea = photos["chelsea"]                      # not square: a real window
-    assert_same_result(inspect_image(small_model, chelsea), small_model.detect([chelsea])[0])
+    assert_same_result(compute_intermediates(small_model, chelsea), small_model.detect([chelsea])[0])
 
 
 def test_per_roi_scores_boxes_and_numpy_selection_reproduce_the_detections(astronaut_run):
@@ -247,7 +247,7 @@ def test_close_ups_stay_inside_the_picture():
 
 def test_coco_model_inspection_equals_detect_on_a_real_photo(coco_model, photos):
     image = photos["coffee"]
-    insp = inspect_image(coco_model, image)
+    insp = compute_intermediates(coco_model, image)
     assert insp.molded_shape == (1024, 1024)
     assert insp.anchor_count == 261_888 == len(insp.anchors)
     assert insp.feature_shapes["C5"] == (32, 32, 2048)

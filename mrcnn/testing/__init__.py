@@ -1,0 +1,8 @@
+"""Helpers for tests, benchmarks and offline demos; nothing at run time imports this.
+
+- :mod:`mrcnn.testing.synthetic_weights`: weights files in the published
+  ``mask_rcnn_coco.h5`` layout (from ``coco_h5_manifest.json``, package data
+  here) or any model's layout, with seeded values.
+- :mod:`mrcnn.testing.configs`: a small network configuration.
+- :mod:`mrcnn.testing.compare`: two detection answers equal up to float32 rounding.
+"""

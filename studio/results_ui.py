@@ -1,0 +1,317 @@
+"""The main page's results: run settings, the stored run, overlay, table, gallery, downloads.
+
+The network runs once per (image, run settings) at ``DETECT_THRESHOLD``; the
+confidence slider and the class filter only filter that run with
+``kept_indices`` (``tests/test_app.py`` proves this equals running the network
+at the slider's value). Masks stay compact (``CompactMasks``): the overlay,
+table and gallery read each object's box-sized crop, and a cut-out PNG is made
+the first time it is shown.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mrcnn.classes import class_name
+from mrcnn.config import CocoConfig
+from mrcnn.draw.overlay import cutout_from_crop, draw_detections, label_text, palette, to_png_bytes
+from mrcnn.export.bundle import cutout_filename, cutouts_zip
+from mrcnn.export.coco import coco_results
+from mrcnn.results import PER_DETECTION_KEYS, kept_indices
+from mrcnn.serve.backends import DetectionReport
+from studio.shared import Services, run_key, run_through_queue
+
+#: The network runs at this confidence; the slider filters above it.
+DETECT_THRESHOLD = 0.1
+DEFAULT_THRESHOLD = 0.7
+IMAGE_SIZES = {
+    512: "512 px: fastest, misses small objects",
+    640: "640 px: fast",
+    768: "768 px: balanced",
+    1024: "1024 px: most accurate, slowest (default)",
+}
+GALLERY_LIMIT = 40
+GALLERY_COLUMNS = 6
+
+
+# --------------------------------------------------------------- settings
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings that change what the network computes (each change reruns it)."""
+    image_max_dim: int
+    nms_threshold: float
+    max_instances: int
+
+    def overrides(self) -> dict:
+        return {"DETECTION_MIN_CONFIDENCE": DETECT_THRESHOLD,
+                "IMAGE_MAX_DIM": self.image_max_dim,
+                "DETECTION_NMS_THRESHOLD": self.nms_threshold,
+                "DETECTION_MAX_INSTANCES": self.max_instances}
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """What is shown of a run; changing these never reruns the network."""
+    min_score: float
+    class_ids: tuple[int, ...] | None      # None: every class
+    mask_alpha: float
+    show_masks: bool
+    show_boxes: bool
+    show_labels: bool
+    show_outlines: bool
+
+
+def sidebar_settings(services: Services) -> tuple[RunSettings, ViewSettings]:
+    names = services.class_names
+    largest = int(services.config.IMAGE_MAX_DIM)
+    sizes = {size: text for size, text in IMAGE_SIZES.items() if size <= max(largest, 512)}
+    if largest not in sizes:
+        sizes[largest] = f"{largest} px: this model's own size (default)"
+    with st.sidebar:
+        st.header("Display")
+        min_score = st.slider(
+            "Confidence threshold", min_value=DETECT_THRESHOLD, max_value=1.0,
+            value=DEFAULT_THRESHOLD, step=0.01, key="min_score",
+            help=f"Hide objects the model is less sure of. Instant: the network ran once "
+                 f"at {DETECT_THRESHOLD:.2f} and this only filters its answer.")
+        classes = st.multiselect(
+            "Classes", names[1:], key="classes", placeholder="All classes",
+            help="Show only these classes (leave empty for all).")
+        mask_alpha = st.slider("Mask opacity", 0.0, 1.0, 0.45, 0.05, key="mask_alpha")
+        left, right = st.columns(2)
+        show_masks = left.toggle("Masks", True, key="show_masks")
+        show_boxes = right.toggle("Boxes", True, key="show_boxes")
+        show_labels = left.toggle("Labels", True, key="show_labels")
+        show_outlines = right.toggle("Outlines", True, key="show_outlines")
+
+        with st.expander("Advanced: each change runs the network again"):
+            image_max_dim = st.selectbox(
+                "Network input size (IMAGE_MAX_DIM)", list(sizes), index=list(sizes).index(
+                    largest), format_func=sizes.get, key="image_max_dim",
+                help="The photo is scaled to fit this square before the network sees it. "
+                     "Smaller is faster but less accurate. Changing it runs the network again.")
+            nms_threshold = st.slider(
+                "Overlap allowed between objects (detection NMS threshold)", 0.05, 0.95,
+                float(CocoConfig.DETECTION_NMS_THRESHOLD), 0.05, key="nms_threshold",
+                help="Two boxes of the same class overlapping more than this count as one "
+                     "object. Higher keeps more overlapping objects. Changing it runs the "
+                     "network again.")
+            max_instances = st.slider(
+                "Most objects per image (max instances)", 1,
+                int(CocoConfig.DETECTION_MAX_INSTANCES),
+                int(CocoConfig.DETECTION_MAX_INSTANCES), key="max_instances",
+                help="The network keeps at most this many objects, best first. Changing "
+                     "it runs the network again.")
+
+    class_ids = tuple(sorted(names.index(name) for name in classes)) or None
+    return (RunSettings(int(image_max_dim), float(nms_threshold), int(max_instances)),
+            ViewSettings(float(min_score), class_ids, float(mask_alpha), show_masks,
+                         show_boxes, show_labels, show_outlines))
+
+
+# --------------------------------------------------------------- the run
+
+@dataclass
+class StoredRun:
+    """One network answer, kept for the many re-renders that follow it.
+
+    ``report.result["masks"]`` is a ``CompactMasks``: a few kB per object.
+    ``cutouts`` memoises each object's PNG cut-out the first time it is shown;
+    ``nbytes`` is what the run store counts against its budget.
+    """
+    report: DetectionReport
+    cutouts: dict = field(default_factory=dict)
+
+    @property
+    def result(self) -> dict:
+        return self.report.result
+
+    @property
+    def areas(self) -> np.ndarray:
+        return self.result["masks"].areas
+
+    @property
+    def nbytes(self) -> int:
+        arrays = sum(np.asarray(self.result[k]).nbytes for k in PER_DETECTION_KEYS)
+        return int(self.result["masks"].nbytes + arrays
+                   + sum(len(png) for png in self.cutouts.values()) + 4096)
+
+    def cutout_png(self, image, index: int) -> bytes:
+        if index not in self.cutouts:
+            masks = self.result["masks"]
+            y0, x0 = masks.windows[index][:2]
+            self.cutouts[index] = to_png_bytes(cutout_from_crop(image, masks.crop(index),
+                                                                (y0, x0)))
+        return self.cutouts[index]
+
+
+def stored_run(services: Services, digest: str, image, settings: RunSettings, *,
+               slot: str = "main", what: str = "your photo") -> StoredRun:
+    """The run for one picture: from the store, or through the fair queue."""
+    overrides = settings.overrides()
+    key = run_key("detect", digest, (settings.image_max_dim, settings.nms_threshold,
+                                     settings.max_instances), services)
+    return run_through_queue(
+        services, "detect", key, {"image": image, "overrides": overrides}, slot=slot,
+        batch_group=tuple(sorted(overrides.items())), what=what,
+        wrap=lambda report: StoredRun(report))
+
+
+def shown_detections(run: StoredRun, view: ViewSettings) -> tuple[dict, np.ndarray]:
+    """(filtered result, indices of its objects in the run) for the view's filters."""
+    result = run.result
+    kept = kept_indices(result, view.min_score, view.class_ids)
+    shown = {key: result[key][kept] for key in PER_DETECTION_KEYS}
+    shown["masks"] = result["masks"].take(kept)
+    return shown, kept
+
+
+def object_colours(run: StoredRun, kept: np.ndarray) -> np.ndarray:
+    """Each object's colour: its place in the run, so no filter ever recolours it."""
+    return palette(len(run.result["class_ids"]))[kept]
+
+
+# ---------------------------------------------------------------- results
+
+def hex_colour(colour) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in colour))
+
+
+def file_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", Path(name).stem).strip("_").lower()
+    return stem or "image"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def run_details(report: DetectionReport, image, original_size) -> None:
+    t = report.timings
+    masks = (t.get("masks") or 0.0) + (t.get("unmold") or 0.0) if "masks" in t else None
+    cells = st.container(key="run_details").columns(5)
+    cells[0].metric("Preparation", seconds(t.get("mold")),
+                    help="Resizing and normalising the photo.")
+    cells[1].metric("Network", seconds(t.get("network")),
+                    help="Backbone, region proposals, box and class heads.")
+    cells[2].metric("Masks", seconds(masks), help="Mask head, and fitting the masks to the boxes.")
+    cells[3].metric("Total", seconds(t.get("total")))
+    if report.input_shape:
+        cells[4].metric("Network input (px)", "{} × {}".format(*report.input_shape[::-1]),
+                        help="The square the photo was scaled and padded to (IMAGE_MAX_DIM).")
+    height, width = image.shape[:2]
+    size = f"{width} × {height} px"
+    if tuple(original_size) != (height, width):
+        size += f" (scaled from {original_size[1]} × {original_size[0]})"
+    batch = t.get("batch_size")
+    st.caption(f"Device: **{report.device or 'unknown'}** · Backend: "
+               f"**{report.backend or 'unknown'}** · Image: {size}"
+               + (f" · ran in a batch of {int(batch)}" if batch and batch > 1 else "")
+               + " · Times are from the run that made these results: the display settings "
+                 "reuse it.")
+
+
+def objects_table(shown: dict, areas: np.ndarray, colours: np.ndarray, image_shape,
+                  class_names) -> None:
+    frame = pd.DataFrame({
+        "#": np.arange(1, len(areas) + 1),
+        "Colour": [""] * len(areas),
+        "Class": [class_name(class_names, c) for c in shown["class_ids"]],
+        "Score": shown["scores"].astype(float),
+        "Box (x1, y1, x2, y2)": [f"{x1}, {y1}, {x2}, {y2}" for y1, x1, y2, x2 in shown["rois"]],
+        "Mask area (px)": areas,
+        "Mask area (%)": 100.0 * areas / float(image_shape[0] * image_shape[1]),
+    })
+    swatches = [f"background-color: {hex_colour(c)}" for c in colours]
+    styled = frame.style.apply(lambda _: swatches, subset=["Colour"])
+    st.dataframe(styled, hide_index=True, width="stretch", key="objects_table",
+                 column_config={
+                     "#": st.column_config.NumberColumn(width="small"),
+                     "Colour": st.column_config.TextColumn(width="small"),
+                     "Score": st.column_config.NumberColumn(format="%.3f"),
+                     "Mask area (px)": st.column_config.NumberColumn(format="%d"),
+                     "Mask area (%)": st.column_config.ProgressColumn(
+                         format="%.1f%%", min_value=0.0, max_value=100.0),
+                 })
+
+
+def gallery(image, run: StoredRun, shown: dict, kept: np.ndarray, colours: np.ndarray,
+            class_names) -> None:
+    """Cut-outs, best score first, each with its colour, caption and PNG download."""
+    scores = shown["scores"]
+    count = len(scores)
+    order = np.argsort(-scores.astype(np.float64), kind="stable")[:GALLERY_LIMIT]
+    with st.container(key="gallery"):
+        for start in range(0, len(order), GALLERY_COLUMNS):
+            for col, i in zip(st.columns(GALLERY_COLUMNS), order[start:start + GALLERY_COLUMNS]):
+                name = class_name(class_names, shown["class_ids"][i])
+                png = run.cutout_png(image, int(kept[i]))
+                with col:
+                    st.html(f"<div style='height:6px;border-radius:3px;"
+                            f"background:{hex_colour(colours[i])}'></div>")
+                    st.image(png, caption=label_text(name, scores[i]))
+                    st.download_button(
+                        "PNG", data=png, mime="image/png", on_click="ignore",
+                        file_name=cutout_filename(int(i), count, name, scores[i]),
+                        key=f"cutout-{i}", icon=":material/download:", width="stretch")
+    if count > GALLERY_LIMIT:
+        st.caption(f"Showing the {GALLERY_LIMIT} best of {count} objects; the ZIP has "
+                   "all of them.")
+
+
+def coco_json(shown: dict, image_id: int = 0) -> str:
+    return json.dumps(coco_results(shown, image_id=image_id))
+
+
+def show_results(picture_name: str, image, original_size, run: StoredRun, view: ViewSettings,
+                 class_names) -> None:
+    shown, kept = shown_detections(run, view)
+    count = len(kept)
+    colours = object_colours(run, kept)
+    annotated = draw_detections(
+        image, shown, class_names, colors=colours, mask_alpha=view.mask_alpha,
+        show_masks=view.show_masks, show_boxes=view.show_boxes,
+        show_labels=view.show_labels, show_outlines=view.show_outlines)
+    stem = file_stem(picture_name)
+
+    run_details(run.report, image, original_size)
+    left, right = st.columns(2, gap="medium")
+    left.image(image, caption=f"Original: {picture_name}", width="stretch")
+    right.image(annotated, width="stretch",
+                caption=f"{count} object{'s' * (count != 1)} at confidence ≥ {view.min_score:.2f}")
+
+    # Downloads build their files only when clicked (and never rerun the page).
+    with st.container(horizontal=True, key="downloads"):
+        st.download_button("Annotated image (PNG)", data=functools.partial(to_png_bytes, annotated),
+                           file_name=f"{stem}_annotated.png", mime="image/png",
+                           on_click="ignore", key="download_annotated", icon=":material/image:")
+        st.download_button("Cut-outs and masks (ZIP)",
+                           data=functools.partial(cutouts_zip, image, shown, class_names),
+                           file_name=f"{stem}_objects.zip", mime="application/zip",
+                           on_click="ignore", key="download_zip", disabled=count == 0,
+                           icon=":material/folder_zip:")
+        st.download_button("COCO results (JSON)",
+                           data=functools.partial(coco_json, shown),
+                           file_name=f"{stem}_coco_results.json", mime="application/json",
+                           on_click="ignore", key="download_json", icon=":material/data_object:")
+
+    if count == 0:
+        st.info(f"No objects at confidence ≥ {view.min_score:.2f}"
+                + (" in the chosen classes" if view.class_ids else "")
+                + ". Lower the threshold in the sidebar to see less certain objects.",
+                icon=":material/search_off:")
+        return
+    st.subheader(f"Objects ({count})")
+    objects_table(shown, run.areas[kept], colours, image.shape, class_names)
+    st.subheader(f"Cut-outs ({count})")
+    gallery(image, run, shown, kept, colours, class_names)

@@ -1,0 +1,378 @@
+"""The Streamlit glue every page shares: one model (or service client), one fair queue,
+one store of results per process; settings from the environment or Streamlit secrets;
+the session keys pages exchange; the weights panel; waiting in line.
+
+Pages call :func:`ready_services` (which explains on the page what is missing
+when it returns None), then :func:`run_through_queue` for every network run.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import os
+import threading
+import time
+from concurrent.futures import CancelledError, TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from mrcnn import weights as weights_module
+from mrcnn.classes import class_names_for
+from mrcnn.config import config_from_path
+from mrcnn.serve.protocol import TOKEN_ENV, URL_ENV
+from studio.fair_queue import FairQueue
+from studio.run_store import RunStore
+
+logger = logging.getLogger("mrcnn.studio")
+
+# Session keys the pages exchange.
+KEY_IMAGE = "selected_image"             # RGB uint8 array the main page shows
+KEY_IMAGE_NAME = "selected_image_name"
+KEY_IMAGE_DIGEST = "selected_image_digest"
+
+CONFIG_ENV = "MRCNN_CONFIG"              # module:Class of the model's config (default COCO)
+DEFAULT_CONFIG = "mrcnn.config:CocoConfig"
+
+
+# ------------------------------------------------------------------ settings
+
+def setting(name: str, default=None):
+    """``name`` from the environment, else from Streamlit secrets, else ``default``."""
+    value = os.environ.get(name)
+    if value not in (None, ""):
+        return value
+    try:
+        if name in st.secrets:
+            return st.secrets[name]
+    except Exception:  # noqa: BLE001 - no secrets.toml (the usual case), or an unreadable one
+        pass
+    return default
+
+
+def _int_setting(name: str, default: int) -> int:
+    value = setting(name, default)
+    try:
+        number = int(value)
+        if number <= 0:
+            raise ValueError
+        return number
+    except (TypeError, ValueError):
+        logger.warning("%s=%r is not a positive whole number; using %s.", name, value, default)
+        return default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one visitor of a public host may ask for (environment or secrets)."""
+    run_all_images: int        # MRCNN_MAX_RUN_ALL: images per "Run all"
+    image_pixels: int          # MRCNN_MAX_PIXELS: pixels per uploaded image
+    queued_per_session: int    # MRCNN_MAX_QUEUED: photos one visitor may have waiting
+    results_budget_mb: int     # MRCNN_RESULTS_MB: memory for every visitor's results
+    queue_batch: int | None    # MRCNN_QUEUE_BATCH: images per network call (None: by device)
+
+    @classmethod
+    def read(cls) -> "Limits":
+        batch = setting("MRCNN_QUEUE_BATCH")
+        return cls(run_all_images=_int_setting("MRCNN_MAX_RUN_ALL", 20),
+                   image_pixels=_int_setting("MRCNN_MAX_PIXELS", 40_000_000),
+                   queued_per_session=_int_setting("MRCNN_MAX_QUEUED", 25),
+                   results_budget_mb=_int_setting("MRCNN_RESULTS_MB", 512),
+                   queue_batch=_int_setting("MRCNN_QUEUE_BATCH", 1) if batch else None)
+
+
+def service_settings() -> tuple[str | None, str | None]:
+    """(URL, token) of the Ray Serve deployment, from the environment or secrets."""
+    return setting(URL_ENV) or None, setting(TOKEN_ENV) or None
+
+
+def session_id() -> str:
+    """This visitor's id in the queue and the run store: ``<Streamlit session>/<random>``.
+
+    The random part lives in the session state, so it is unique even where
+    Streamlit gives every session the same id (``AppTest``).
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    import uuid
+    ctx = get_script_run_ctx()
+    own = st.session_state.setdefault("_studio_visitor", uuid.uuid4().hex[:12])
+    return f"{ctx.session_id if ctx is not None else 'no-session'}/{own}"
+
+
+def session_alive(session: str) -> bool:
+    """Whether a browser session still exists (True outside a server, e.g. AppTest)."""
+    from streamlit.runtime import Runtime
+    if not Runtime.exists():
+        return True
+    return Runtime.instance().is_active_session(session.split("/", 1)[0])
+
+
+def digest_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------ services
+
+@dataclass
+class Services:
+    """What every page of this server process shares."""
+    backend: object                 # mrcnn.serve.backends.Backend
+    queue: FairQueue
+    store: RunStore
+    config: object                  # the model's mrcnn.Config
+    config_path: str
+    class_names: list
+    model_key: str                  # identifies weights + config (+ service) in run keys
+    weights_path: Path
+    limits: Limits
+
+    def local_model(self):
+        """The model in this process (the teaching page needs its intermediate stages)."""
+        model = getattr(self.backend, "model", None)
+        if model is None:
+            from mrcnn.model import shared_model
+            model = shared_model(self.weights_path, self.config)
+        return model
+
+
+def _run_jobs(services_holder: dict, jobs: list) -> list:
+    """The queue's worker: one backend call for a batch of detections, or one
+    stage-by-stage run per image for the teaching page."""
+    services: Services = services_holder["services"]
+    kind = jobs[0].kind
+    if kind == "detect":
+        return services.backend.detect([job.payload["image"] for job in jobs],
+                                       **jobs[0].payload["overrides"])
+    if kind == "intermediates":
+        from mrcnn.intermediates import compute_intermediates
+        model = services.local_model()
+        return [compute_intermediates(model, job.payload["image"]) for job in jobs]
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def _result_bytes(value) -> int:
+    nbytes = getattr(value, "nbytes", None)
+    if nbytes is not None:
+        return int(nbytes)
+    import pickle
+    return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+@st.cache_resource(show_spinner="Loading Mask R-CNN. This happens once per server and "
+                                "takes about half a minute…")
+def _services(weights_path: str, url: str | None, token: str | None, config_path: str,
+              limits: Limits) -> Services:
+    from mrcnn.serve.backends import make_backend
+    config = config_from_path(config_path)
+
+    def load():
+        from mrcnn.model import shared_model   # one model object per process
+        return shared_model(weights_path, config)
+
+    backend = make_backend(model_loader=load, url=url, token=token)
+    device = backend.describe().get("device") or ""
+    batch = limits.queue_batch or (4 if url or str(device).startswith("GPU") else 1)
+    holder: dict = {}
+    queue = FairQueue(lambda jobs: _run_jobs(holder, jobs), max_batch=batch,
+                      is_alive=session_alive, max_per_session=limits.queued_per_session)
+    store = RunStore(limits.results_budget_mb * 2**20, _result_bytes, is_alive=session_alive)
+    services = Services(backend, queue, store, config, config_path, class_names_for(config),
+                        f"{url or weights_path}|{config_path}", Path(weights_path), limits)
+    holder["services"] = services
+    # After every run Streamlit calls keras.backend.clear_session(), which ends in a
+    # full gc.collect(): walking TensorFlow's and the model's millions of long-lived
+    # objects took ~0.3 s per rerun. Freezing them once moves them out of its sight.
+    gc.freeze()
+    return services
+
+
+def ready_services(need_local_model: bool = False,
+                   explain_missing_weights: bool = True) -> Services | None:
+    """The shared services, or None after explaining on the page why there are none.
+
+    ``need_local_model``: the page runs the network in this process even when a
+    service is configured (the teaching page's intermediate stages).
+    ``explain_missing_weights``: show the weights panel (download button); else
+    one error sentence pointing to the main page, which has it.
+    """
+    url, token = service_settings()
+    path = weights_module.default_weights_path()
+    if not url or need_local_model:
+        try:
+            weights_module.check_weights_file(path)
+        except weights_module.WeightsFileError as exc:
+            if url:
+                st.warning(
+                    "This page shows the network's intermediate stages, which only a model "
+                    "running in this process has: the service at the configured "
+                    f"{URL_ENV} returns final detections only. Put the weights file "
+                    f"({weights_module.WEIGHTS_FILENAME}) on this server and set "
+                    "MRCNN_WEIGHTS to it (or run `python -m mrcnn.weights`), then reload. "
+                    f"The main page works through the service meanwhile.",
+                    icon=":material/info:")
+            elif explain_missing_weights:
+                weights_panel(path, str(exc))
+            else:
+                st.error(f"{exc} The main page offers to download them.",
+                         icon=":material/warning:")
+            return None
+    config_path = str(setting(CONFIG_ENV, DEFAULT_CONFIG))
+    try:
+        return _services(str(path), url, token, config_path, Limits.read())
+    except Exception:  # noqa: BLE001 - a page must not die on a bad file or service
+        logger.exception("The model could not be started")
+        st.error("The model could not be started on this server. Its operator can find the "
+                 "reason in the server's log; replace the weights file or fix the "
+                 "configuration, then reload the page.", icon=":material/error:")
+        return None
+
+
+# --------------------------------------------------------------- the queue
+
+def run_key(kind: str, digest: str, settings, services: Services) -> str:
+    return f"{kind}|{digest}|{settings!r}|{services.model_key}"
+
+
+def run_through_queue(services: Services, kind: str, key: str, payload: dict, *,
+                      slot: str = "main", batch_group=None, what: str = "your photo",
+                      wrap=lambda result: result):
+    """The stored result for ``key``, or a run through the fair queue while the page
+    shows the visitor's place in line; ``wrap(result)`` is what gets stored.
+    Raises ``QueueFull`` with a sentence for the visitor."""
+    session = session_id()
+    stored = services.store.get(session, key)
+    if stored is not None:
+        return stored
+    why = services.store.why_missing(session, key)
+    if why:
+        st.info(f"Running the network again for {what}: its results were dropped because "
+                f"{why}.", icon=":material/history:")
+    job = services.queue.submit(session, key, kind, payload, slot=slot,
+                                batch_group=batch_group)
+    result = wait_in_line(services, job, what)
+    stored = services.store.get(session, key)
+    if stored is None:
+        stored = wrap(result)
+        services.store.put(session, key, stored)
+    return stored
+
+
+def wait_in_line(services: Services, job, what: str):
+    """Block until ``job`` is done, showing the visitor's place and an estimate."""
+    session = session_id()
+    box = st.empty()
+    finished = False
+    try:
+        while True:
+            try:
+                result = job.future.result(timeout=0.4)
+                finished = True
+                return result
+            except FutureTimeout:
+                pass
+            except CancelledError:
+                finished = True
+                raise RuntimeError(f"The run for {what} was dropped: a newer request from "
+                                   "this page replaced it.") from None
+            box.info(standing_text(services.queue.standing(job), what),
+                     icon=":material/hourglass_top:")
+    finally:
+        if not finished:
+            services.queue.detach(session, job)
+        try:
+            box.empty()
+        except BaseException:  # noqa: BLE001 - the page is going away anyway
+            pass
+
+
+def standing_text(standing, what: str) -> str:
+    """"2 photos ahead of yours, about 8 s" and its variants."""
+    seconds = max(1, round(standing.eta_s))
+    if standing.running:
+        return f"The network is working on {what} now, about {seconds} s."
+    if standing.ahead == 0:
+        return f"{what[0].upper()}{what[1:]} is next in line, about {seconds} s."
+    photos = "photo" if standing.ahead == 1 else "photos"
+    return (f"{standing.ahead} {photos} ahead of yours in the shared queue, about {seconds} s. "
+            "Visitors take turns; your place updates while you wait.")
+
+
+# ---------------------------------------------------------------- weights
+
+class _Download:
+    """One weights download for every visitor of this process (they see the same bar)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.done, self.total = 0, None
+        self.error: str | None = None
+        self.finished = False
+        self.thread = threading.Thread(target=self._run, daemon=True, name="weights-download")
+        self.thread.start()
+
+    def _progress(self, done: int, total: int | None) -> None:
+        self.done, self.total = done, total
+
+    def _run(self) -> None:
+        try:
+            weights_module.download_weights(self.path, progress=self._progress)
+        except weights_module.WeightsError as exc:
+            self.error = str(exc)
+        except Exception:  # noqa: BLE001 - shown as one sentence, logged in full
+            logger.exception("Downloading the weights failed")
+            self.error = "The download failed; the server's log says why. Try again."
+        finally:
+            self.finished = True
+
+
+@st.cache_resource
+def _downloads() -> tuple[dict, threading.Lock]:
+    return {}, threading.Lock()
+
+
+def _download_for(path: Path, start: bool) -> _Download | None:
+    tasks, lock = _downloads()
+    with lock:
+        task = tasks.get(path)
+        if task is not None and task.finished and start:
+            task = None
+        if task is None and start:
+            task = tasks[path] = _Download(path)
+        return task
+
+
+def weights_panel(path: Path, problem: str) -> None:
+    """Say plainly that the weights are missing or unusable, and how to fix it."""
+    size_mb = weights_module.WEIGHTS_SIZE / 1e6
+    st.warning("**Mask R-CNN needs its pre-trained weights, and they are not usable on this "
+               f"server yet.**\n\n{problem}", icon=":material/warning:")
+    st.markdown(f"The file is **{weights_module.WEIGHTS_FILENAME}** ({size_mb:.0f} MB), the "
+                "published COCO weights of Mask R-CNN. This app will look for it at:")
+    st.code(str(path), language=None)
+    pressed = st.button(f"Download the weights ({size_mb:.0f} MB)", type="primary",
+                        icon=":material/download:", key="download_weights")
+    task = _download_for(path, start=pressed)
+    if task is not None:
+        bar = st.progress(0.0, text="Connecting…")
+        while not task.finished:
+            total = task.total or weights_module.WEIGHTS_SIZE
+            bar.progress(min(task.done / total, 1.0),
+                         text=f"Downloading… {task.done / 1e6:.0f} MB of {total / 1e6:.0f} MB "
+                              "(every visitor sees this same download)")
+            time.sleep(0.5)
+        if task.error:
+            bar.empty()
+            st.error(task.error, icon=":material/cloud_off:")
+        elif pressed or path.exists():
+            bar.progress(1.0, text="Downloaded and verified.")
+            st.rerun()
+    with st.expander("Or place the file by hand", expanded=True):
+        st.markdown(
+            f"1. Download [{weights_module.WEIGHTS_FILENAME}]({weights_module.WEIGHTS_URL}) "
+            f"({weights_module.WEIGHTS_SIZE:,} bytes) on a machine that can reach GitHub.\n"
+            f"2. Copy it to `{path}` on this server.\n"
+            "3. Or keep it anywhere and set the environment variable `MRCNN_WEIGHTS` to the "
+            "file's full path, then restart the app.\n"
+            "4. Check it with `python -m mrcnn.weights --check PATH`, then reload this page.")
