@@ -179,3 +179,45 @@ def test_browser_shows_every_section_without_an_error(coco_weights, tmp_path):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_the_page_runs_through_the_main_pages_backend_and_queue(page_env, photos, monkeypatch):
+    """Both pages submit to one FairQueue per process (one line for every network run),
+    which runs the same backend's model."""
+    import io
+    from PIL import Image
+    from studio.fair_queue import FairQueue
+    submitted = []
+    real_submit = FairQueue.submit
+
+    def recording_submit(self, session, key, kind, payload, **options):
+        submitted.append((id(self), kind))
+        return real_submit(self, session, key, kind, payload, **options)
+
+    monkeypatch.setattr(FairQueue, "submit", recording_submit)
+    main = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    main.run()
+    main.selectbox(key="image_max_dim").set_value(512)
+    upload = io.BytesIO()
+    Image.fromarray(photos["coffee"][:200, :300]).save(upload, format="PNG")
+    main.file_uploader(key="uploads").set_value(("cup.png", upload.getvalue(), "image/png"))
+    main.run()
+    assert not main.exception, [e.value for e in main.exception]
+    page = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    page.session_state["selected_image"] = main.session_state["selected_image"]
+    page.session_state["selected_image_name"] = "cup.png"
+    page.run()
+    assert_healthy(page)
+    kinds = [kind for _, kind in submitted]
+    assert kinds == ["detect", "intermediates"], kinds
+    assert len({queue for queue, _ in submitted}) == 1, "both pages share one queue"
+
+
+def test_with_a_service_and_no_local_weights_the_page_says_what_it_needs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRCNN_SERVE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("MRCNN_WEIGHTS", str(tmp_path / "nowhere.h5"))
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    at.run()
+    assert not at.exception
+    text = " ".join(w.value for w in at.warning)
+    assert "intermediate stages" in text and "MRCNN_WEIGHTS" in text and "service" in text

@@ -410,6 +410,81 @@ def test_app_backend_from_MRCNN_SERVE_URL_matches_in_process(service, small_mode
     served.close()
 
 
+def test_healthz_answers_liveness_without_the_token_and_nothing_more(service):
+    import httpx
+    bare = httpx.get(service + "/healthz")
+    assert bare.status_code == 200 and bare.json() == {"status": "ok"}
+    assert bare.headers["content-type"] == "application/json"
+    full = httpx.get(service + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert full["status"] == "ok" and full["replicas"] == 2 and "device" in full
+    assert _post(service, b"x", token=None).status_code == 401     # /detect still needs it
+
+
+@pytest.fixture(scope="module")
+def limited_service(service, small_model):
+    """One more application on the same Ray: one replica that lets 2 requests wait and
+    gives an upload 1 s to arrive."""
+    from ray import serve
+    app = make_app(
+        {"config": "mrcnn.config:Config",
+         "config_overrides": config_overrides_of(small_model.config),
+         "weights": str(small_model.weights_path), "token_sha256": token_digest(TOKEN),
+         "max_queued_requests": 2, "body_timeout_s": 1.0, "request_timeout_s": 60.0},
+        replicas=1, num_cpus=0.5, max_batch_size=1, batch_wait_timeout_s=0.0)
+    serve.run(app, name=f"{APP}-limited", route_prefix="/limited")
+    url = service + "/limited"
+    wait_until_healthy(url, timeout_s=180, token=TOKEN)
+    yield url
+    serve.delete(f"{APP}-limited")
+
+
+def test_a_slow_upload_gets_a_quick_json_503_and_the_replica_goes_on(limited_service, photos):
+    import socket
+    from urllib.parse import urlsplit
+    host, port = urlsplit(limited_service).hostname, urlsplit(limited_service).port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall((f"POST /limited/detect HTTP/1.1\r\nHost: {host}\r\n"
+                      f"Authorization: Bearer {TOKEN}\r\nContent-Type: image/png\r\n"
+                      "Content-Length: 200000\r\nConnection: close\r\n\r\n").encode()
+                     + b"\x89PNG" + b"\0" * 100)              # then nothing more
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503"), head
+    assert b"did not arrive" in body and json.loads(body)["error"].endswith(".")
+    ok = _post(limited_service, encode_png(photos["chelsea"]))
+    assert ok.status_code == 200 and ok.json()["detections"]
+
+
+def test_a_burst_past_the_queue_limit_gets_quick_json_503s_with_retry_after(
+        limited_service, photos):
+    """12 requests at once on a replica that lets 2 wait: the ones over the limit are
+    answered 503 (JSON, Retry-After) without waiting their turn; the rest are answered."""
+    import httpx
+    body = encode_png(photos["coffee"])
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=300,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            async def one():
+                answer = await client.post(limited_service + "/detect", content=body)
+                return answer, time.monotonic()
+            return await asyncio.gather(*(one() for _ in range(12)))
+
+    answers = asyncio.run(burst())
+    statuses = sorted(a.status_code for a, _ in answers)
+    assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+    busy = [(a, t) for a, t in answers if a.status_code == 503]
+    mine = [(a, t) for a, t in busy if a.headers.get("x-mrcnn-replica")]
+    assert mine, "the replica's own limit answered none of them"
+    last_ok = max(t for a, t in answers if a.status_code == 200)
+    for answer, at in mine:
+        assert "busy" in answer.json()["error"] and answer.headers["retry-after"].isdigit()
+        assert at < last_ok
+    assert wait_until_healthy(limited_service, timeout_s=30, token=TOKEN)["replicas"] == 1
+
+
 def _replica_actor_names(ray):
     return {a["name"].rsplit("#", 1)[1]: a["name"]
             for a in ray.util.list_named_actors(all_namespaces=True)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ CHUNK = 64 * 1024
 
 class _State:
     def __init__(self):
-        self.mode = "normal"  # normal | cut_first | 404 | ignore_range | 416_first
+        self.mode = "normal"  # normal | cut_first | 404 | ignore_range | 416_first | slow | too_long
         self.requests = []    # (path, Range header or None) per request
         self.lock = threading.Lock()
 
@@ -72,7 +73,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         body = DATA[start:]
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
+        if mode == "too_long":    # no length announced, then more bytes than the file has
+            body += b"\0" * 4096
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if mode == "cut_first" and n == 1:
             self.wfile.write(body[: len(body) // 2])
@@ -81,7 +87,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         try:
-            self.wfile.write(body)
+            if mode == "slow":               # ~1 s in all, so a second caller has to wait
+                for at in range(0, len(body), CHUNK):
+                    self.wfile.write(body[at:at + CHUNK])
+                    self.wfile.flush()
+                    time.sleep(0.02)
+            else:
+                self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up early (e.g. size mismatch): expected
 
@@ -255,6 +267,45 @@ def test_no_server_gives_offline_message(tmp_path):
     assert "MRCNN_WEIGHTS" in msg
     assert "Traceback" not in msg and "\n" not in msg
     assert not dest.exists()
+
+
+def test_two_downloads_at_once_make_one_file_and_share_the_progress(server, tmp_path):
+    """Two visitors press "Download" together: one transfer (a file lock per destination),
+    the second caller sees the first one's progress and gets the same verified file."""
+    server.state.mode = "slow"
+    dest = tmp_path / "w.h5"
+    seen = {"first": [], "second": []}
+    results, errors = {}, []
+
+    def fetch(name):
+        try:
+            results[name] = _dl(server, dest, progress=lambda d, t: seen[name].append((d, t)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=fetch, args=("first",))
+    first.start()
+    while not seen["first"]:
+        time.sleep(0.01)             # the first transfer is under way
+    second = threading.Thread(target=fetch, args=("second",))
+    second.start()
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert not errors, errors
+    assert results == {"first": dest, "second": dest}
+    assert _md5(dest) == DATA_MD5 and dest.stat().st_size == len(DATA)
+    assert len(server.state.requests) == 1, server.state.requests   # one transfer only
+    assert not (tmp_path / "w.h5.part").exists()
+    waited = [done for done, total in seen["second"]]
+    assert waited and max(waited) > 0 and all(t == len(DATA) for _, t in seen["second"])
+
+
+def test_never_more_bytes_than_the_published_size(server, tmp_path):
+    server.state.mode = "too_long"
+    dest = tmp_path / "w.h5"
+    with pytest.raises(W.WeightsDownloadError, match="sent more than"):
+        _dl(server, dest)
+    assert not dest.exists() and not (tmp_path / "w.h5.part").exists()
 
 
 def test_existing_valid_dest_is_not_downloaded(server, tmp_path):

@@ -22,7 +22,8 @@ from mrcnn.results import CompactMasks
 
 __all__ = ["APP_NAME", "DEPLOYMENT_NAME", "MODEL_STEPS", "QUERY_SETTINGS", "REPLICA_HEADER",
            "RETRYABLE_STATUSES", "SETTING_PARAMETERS", "TOKEN_ENV", "URL_ENV", "worth_retrying",
-           "decode_detections", "encode_detections", "encode_png", "query_parameters",
+           "decode_detections", "encode_detections", "encode_png", "parse_detect_query",
+           "query_parameters",
            "read_token", "token_digest", "token_matches"]
 
 APP_NAME = "mrcnn"
@@ -78,6 +79,41 @@ def query_parameters(settings: dict) -> dict:
         raise ValueError(f"The service cannot change {unknown} per request; "
                          f"it takes {sorted(SETTING_PARAMETERS)}.")
     return {SETTING_PARAMETERS[k]: v for k, v in settings.items() if v is not None}
+
+
+def parse_detect_query(params: dict, config) -> dict:
+    """POST /detect's query parameters -> ``detect()`` overrides, each checked.
+
+    The ranges allow what the app offers (up to 1024 px and 100 instances, the COCO
+    values) whatever the deployed config; a config with larger values allows those.
+    Raises ValueError with the sentence for the client.
+    """
+    unknown = sorted(set(params) - set(QUERY_SETTINGS))
+    if unknown:
+        raise ValueError(f"Unknown query parameter(s) {unknown}; "
+                         f"allowed: {', '.join(QUERY_SETTINGS)}.")
+    largest = max(int(config.IMAGE_MAX_DIM), 1024)
+    most = max(int(config.DETECTION_MAX_INSTANCES), 100)
+    step = 64 if config.IMAGE_RESIZE_MODE == "square" else 1
+    rules = {   # name -> (type, lowest, highest, multiple of, what the client is told)
+        "min_confidence": (float, 0.0, 1.0, 1, "a number from 0 to 1"),
+        "nms_threshold": (float, 0.01, 1.0, 1, "a number from 0.01 to 1"),
+        "max_instances": (int, 1, most, 1, f"a whole number from 1 to {most}"),
+        "image_min_dim": (int, 0, largest, 1, f"a whole number from 0 to {largest}"),
+        "image_max_dim": (int, step, largest, step,
+                          f"a multiple of {step} from {step} to {largest}"),
+    }
+    overrides = {}
+    for name, text in params.items():
+        kind, lowest, highest, multiple, allowed = rules[name]
+        try:
+            value = kind(text)
+            if not lowest <= value <= highest or (multiple > 1 and value % multiple):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{name} must be {allowed}, not {text!r}.") from None
+        overrides[QUERY_SETTINGS[name]] = value
+    return overrides
 
 
 def encode_png(image) -> bytes:

@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from mrcnn.classes import class_names_for
-from mrcnn.config import CocoConfig, config_from_path
-from mrcnn.serve.protocol import (QUERY_SETTINGS, REPLICA_HEADER, TOKEN_ENV, read_token,
+from mrcnn.config import config_from_path
+from mrcnn.serve.protocol import (REPLICA_HEADER, TOKEN_ENV, parse_detect_query, read_token,
                                   token_digest, token_matches)
 
 __all__ = ["DEFAULT_BATCHING", "DEFAULT_CONFIG", "MaskRCNNServer", "ServiceSettings"]
@@ -313,34 +313,10 @@ class MaskRCNNServer:
                 "detections": detections}
 
     def _parse_query(self, params) -> dict:
-        """Query parameters -> ``detect()`` overrides, each checked against the config."""
-        unknown = sorted(set(params) - set(QUERY_SETTINGS))
-        if unknown:
-            raise _Refused(400, f"Unknown query parameter(s) {unknown}; "
-                                f"allowed: {', '.join(QUERY_SETTINGS)}.")
-        config = self.model.config
-        # The app offers up to 1024 px and 100 instances (the COCO values) whatever the
-        # deployed config; a config with larger values allows those.
-        largest = max(int(config.IMAGE_MAX_DIM), CocoConfig.IMAGE_MAX_DIM)
-        most = max(int(config.DETECTION_MAX_INSTANCES), CocoConfig.DETECTION_MAX_INSTANCES)
-        step = 64 if config.IMAGE_RESIZE_MODE == "square" else 1
-        rules = {   # name -> (parser, what the client is told)
-            "min_confidence": (lambda t: _number(t, float, 0.0, 1.0), "a number from 0 to 1"),
-            "nms_threshold": (lambda t: _number(t, float, 0.01, 1.0), "a number from 0.01 to 1"),
-            "max_instances": (lambda t: _number(t, int, 1, most), f"a whole number from 1 to {most}"),
-            "image_min_dim": (lambda t: _number(t, int, 0, largest),
-                              f"a whole number from 0 to {largest}"),
-            "image_max_dim": (lambda t: _number(t, int, step, largest, step),
-                              f"a multiple of {step} from {step} to {largest}"),
-        }
-        overrides = {}
-        for name, text in params.items():
-            parse, allowed = rules[name]
-            try:
-                overrides[QUERY_SETTINGS[name]] = parse(text)
-            except ValueError:
-                raise _Refused(400, f"{name} must be {allowed}, not {text!r}.") from None
-        return overrides
+        try:
+            return parse_detect_query(dict(params), self.model.config)
+        except ValueError as exc:
+            raise _Refused(400, str(exc)) from None
 
     async def _read_body(self, request) -> bytes:
         limit = int(self.settings.max_body_bytes)
@@ -402,14 +378,6 @@ class MaskRCNNServer:
             results = self.model.detect_compact(images, **overrides)
             timings = self.model.last_timings
         return results, timings.as_dict(), tuple(timings.input_shape)
-
-
-def _number(text: str, kind, lowest, highest, multiple_of: int = 1):
-    """``kind(text)`` if it lies in [lowest, highest] (and is a multiple), else ValueError."""
-    value = kind(text)
-    if not lowest <= value <= highest or (multiple_of > 1 and value % multiple_of):
-        raise ValueError(text)
-    return value
 
 
 def _route_path(scope: dict) -> str:
