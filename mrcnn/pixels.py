@@ -15,7 +15,7 @@ from PIL import Image
 __all__ = ["STRIP_PIXELS", "UnsupportedModeError", "orient", "pil_to_rgb", "to_rgb_array"]
 
 #: Pixels converted at a time by :func:`pil_to_rgb` (a strip of whole rows).
-STRIP_PIXELS = 1 << 20
+STRIP_PIXELS = 1 << 18
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
@@ -30,11 +30,17 @@ def _composite_over_white(rgba: np.ndarray) -> np.ndarray:
     """``(h, w, 4) uint8`` -> ``(h, w, 3) uint8``: round(c * a + 255 * (1 - a)), a = alpha / 255.
 
     Exact in integers: ``(c * a + 255 * (255 - a) + 127) // 255`` (x / 255 is never
-    a tie, so this is the rounded value).
+    a tie, so this is the rounded value). Every intermediate is at most
+    255 * 255 + 127 = 65152, so it is computed in place in uint16.
     """
-    alpha = rgba[..., 3:4].astype(np.uint32)
-    mixed = rgba[..., :3].astype(np.uint32) * alpha + 255 * (255 - alpha) + 127
-    return (mixed // 255).astype(np.uint8)
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    mixed = rgba[..., :3].astype(np.uint16)
+    mixed *= alpha
+    alpha *= np.uint16(255)                 # 255 * a, then 255 * (255 - a) + 127
+    np.subtract(np.uint16(255 * 255 + 127), alpha, out=alpha)
+    mixed += alpha
+    mixed //= np.uint16(255)
+    return mixed.astype(np.uint8)
 
 
 def _stretch(values: np.ndarray, lo: int | float, hi: int | float) -> np.ndarray:

@@ -300,3 +300,55 @@ def test_fit_within():
 def test_supported_extensions():
     for ext in ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"):
         assert ext in SUPPORTED_EXTENSIONS
+
+
+# ------------------------------------------------------- bounded decode memory
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "I;16", "CMYK"])
+def test_large_images_convert_in_little_more_than_their_decoded_size(tmp_path, mode):
+    """Decoding a 12-megapixel RGBA (palette with transparency, 16-bit, CMYK) image needs
+    at most 2x its RGB size besides the RGB result itself; that includes Pillow's own
+    decoded copy (1.33x for RGBA and CMYK). Measured in a fresh process (peak RSS)."""
+    width, height = 4000, 3000
+    ramp = (np.arange(width * height, dtype=np.uint32) % 251).reshape(height, width)
+    if mode == "RGBA":
+        im = Image.fromarray(np.dstack([ramp.astype(np.uint8)] * 3 + [(ramp * 7 % 256)
+                                                                       .astype(np.uint8)]))
+    elif mode == "P":
+        im = Image.fromarray(ramp.astype(np.uint8), "L").convert("P")
+    elif mode == "I;16":
+        im = Image.fromarray((ramp * 250).astype(np.uint16))
+    else:
+        im = Image.fromarray(np.dstack([ramp.astype(np.uint8)] * 3)).convert("CMYK")
+    path = tmp_path / ("image.tif" if mode == "CMYK" else "image.png")
+    im.save(path, **({"transparency": 3} if mode == "P" else {}))
+    assert Image.open(path).mode == mode
+    del im, ramp
+    from mrcnn.testing.memory import decode_extra_memory
+    extra = decode_extra_memory(path)
+    assert extra <= 2.0, f"{mode}: {extra:.2f}x the RGB size"
+
+
+def test_running_out_of_memory_is_not_called_a_damaged_file(monkeypatch):
+    import mrcnn.inputs.uploads as uploads
+
+    def short_of_memory(image):
+        raise MemoryError
+
+    monkeypatch.setattr(uploads, "pil_to_rgb", short_of_memory)
+    with pytest.raises(uploads.ImageMemoryError) as info:
+        decode_image(encode(Image.new("RGB", (8, 8)), "PNG"))
+    assert "memory" in str(info.value) and "damaged" not in str(info.value)
+    assert not isinstance(info.value, CorruptImageError)
+
+
+def test_alpha_over_white_is_exact_for_every_colour_and_alpha():
+    from mrcnn.pixels import pil_to_rgb
+    colour, alpha = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgba = np.zeros((256, 256, 4), np.uint8)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = colour, 255 - colour, 7, alpha
+    out = pil_to_rgb(Image.fromarray(rgba, "RGBA"))
+    a = alpha / 255.0
+    for channel in range(3):
+        expected = np.rint(rgba[..., channel] * a + 255 * (1 - a))
+        np.testing.assert_array_equal(out[..., channel], expected)
