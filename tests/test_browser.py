@@ -8,21 +8,14 @@ Times (upload to result, one slider step) are printed, not asserted.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from mrcnn.testing.browser import CHROMIUM, launch_chromium, streamlit_app
+
 GALLERY_IMAGES = '.st-key-gallery [data-testid="stImage"]'
 CONFIDENCE_SLIDER = '[data-testid="stSlider"] input[type=range]'
 
@@ -43,46 +36,11 @@ SETTLED = """(threshold) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(coco_weights, tmp_path):
-    port = free_port()
-    env = {**os.environ, "MRCNN_WEIGHTS": str(coco_weights), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MRCNN_SERVE_URL", None)
-    log = open(tmp_path / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
-            time.sleep(0.5)
+    with streamlit_app({"MRCNN_WEIGHTS": str(coco_weights), "MRCNN_SERVE_URL": None},
+                       tmp_path / "streamlit.log") as (url, _):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def test_upload_slider_download_in_chromium(server, tmp_path, photos):
@@ -97,7 +55,7 @@ def test_upload_slider_download_in_chromium(server, tmp_path, photos):
     height, width = photos["chelsea"].shape[:2]
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             context = browser.new_context(viewport={"width": 1440, "height": 2000},
                                           accept_downloads=True)

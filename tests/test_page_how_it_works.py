@@ -2,12 +2,6 @@
 engine's, its controls work; and a real browser shows it without an error."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -115,43 +109,17 @@ def test_missing_weights_file_is_explained(tmp_path, monkeypatch):
     assert at.error and "No weights file" in at.error[0].value
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_browser_shows_every_section_without_an_error(coco_weights, tmp_path):
-    if not (ROOT / "app.py").exists():
-        pytest.skip("app.py (the main page, written separately) is not in the tree yet")
     from playwright.sync_api import sync_playwright
+    from mrcnn.testing.browser import launch_chromium, streamlit_app
 
-    port = free_port()
-    env = {**os.environ, "MRCNN_WEIGHTS": str(coco_weights), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = open(tmp_path / "streamlit.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, \
-                    (tmp_path / "streamlit.log").read_text()
-                time.sleep(0.5)
+    with streamlit_app({"MRCNN_WEIGHTS": str(coco_weights), "MRCNN_SERVE_URL": None},
+                       tmp_path / "streamlit.log") as (url, _):
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = launch_chromium(p)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"http://127.0.0.1:{port}/How_it_works")
+                page.goto(f"{url}/How_it_works")
                 for heading in HEADINGS:
                     page.get_by_role("heading", name=heading).wait_for(timeout=TIMEOUT * 1000)
                 page.get_by_text("Anchors in total").wait_for()
@@ -175,10 +143,6 @@ def test_browser_shows_every_section_without_an_error(coco_weights, tmp_path):
                 page.screenshot(path=str(tmp_path / "how_it_works.png"), full_page=True)
             finally:
                 browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_the_page_runs_through_the_main_pages_backend_and_queue(page_env, photos, monkeypatch):

@@ -1,0 +1,77 @@
+"""A real app in a real browser: ``streamlit run`` in a subprocess, Debian's Chromium.
+
+Used by the browser tests and the crowd benchmark. Chromium is Debian's
+(``apt-get install chromium``), driven by Playwright with ``executable_path``;
+never ``playwright install``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ROOT", "free_port", "launch_chromium", "streamlit_app"]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+# As root and on a closed network: no sandbox, no GPU, no background connections.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_app(env: dict, log_path, script: str = "app.py", start_timeout_s: float = 120):
+    """``streamlit run <script>`` on 127.0.0.1 with ``env`` added; yields (url, process).
+
+    Waits for ``/_stcore/health``; stops the server afterwards. Its output goes to
+    ``log_path`` (quoted in the error when it does not start).
+    """
+    port = free_port()
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+    for key in [k for k, v in environment.items() if v is None]:
+        del environment[key]
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / script),
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise RuntimeError("streamlit did not start:\n" + Path(log_path).read_text())
+            time.sleep(0.5)
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, through a Playwright instance (sync or async API)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
