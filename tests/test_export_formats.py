@@ -366,3 +366,29 @@ def test_only_ticked_formats_are_written():
         annotations_zip([(1, "a.png", image_of(), result)], COCO_CLASS_NAMES, ["tfrecord"])
     with pytest.raises(ValueError, match="formats"):
         annotations_zip([(1, "a.png", image_of(), result)], COCO_CLASS_NAMES, [])
+
+
+# ------------------------------------------------------------------------ UI
+
+def _exports_page():
+    import numpy as np
+    from mrcnn.classes import COCO_CLASS_NAMES
+    from mrcnn.results import empty_result
+    from studio.exports_ui import annotation_exports
+    items = [(1, "photo.jpg", np.zeros((8, 8, 3), np.uint8), empty_result(8, 8))]
+    annotation_exports(items, COCO_CLASS_NAMES, "one_", "photo")
+
+
+def test_exports_ui_keys_and_download():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_function(_exports_page).run(timeout=30)
+    assert not at.exception
+    assert {c.key for c in at.checkbox} == {f"one_fmt_{key}" for key in FORMATS}
+    assert at.checkbox(key="one_fmt_coco").value is True
+    assert at.slider(key="one_tolerance").value == DEFAULT_TOLERANCE
+    assert POLYGON_RULE in at.slider(key="one_tolerance").help
+    (button,) = [b for b in at.download_button if b.key == "one_download_annotations"]
+    assert not button.disabled
+    at.checkbox(key="one_fmt_coco").uncheck().run(timeout=30)
+    (button,) = [b for b in at.download_button if b.key == "one_download_annotations"]
+    assert button.disabled
