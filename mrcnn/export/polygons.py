@@ -35,8 +35,14 @@ __all__ = ["DEFAULT_TOLERANCE", "POLYGON_RULE", "MaskOutline", "ObjectShape", "m
 #: Simplification tolerance (pixels) when the visitor does not choose one.
 DEFAULT_TOLERANCE = 1.0
 
-#: The rule in one sentence: the module docstring's first paragraph, for the page's help.
-POLYGON_RULE = " ".join(__doc__.split("\n\n")[1].split())
+#: The rule in one sentence, as the module docstring states it, for the page's help.
+POLYGON_RULE = (
+    "Each separate part of an object's mask becomes one polygon, simplified so that no point "
+    "of its outline moves more than the tolerance in pixels; an object with a hole stays an "
+    "exact RLE mask in COCO, while YOLO and LabelMe, which hold only polygons, cut each hole "
+    "into its part with a zero-width slit (and YOLO, one line per object, joins the parts the "
+    "same way); parts and holes that simplification shrinks below three corners are dropped, "
+    "unless that would drop the whole object.")
 
 
 def signed_area(ring: np.ndarray) -> float:
