@@ -122,3 +122,42 @@ def test_upload_slider_download_in_chromium(server, tmp_path, photos):
     loaded = gt.loadRes(results)
     masks = [loaded.annToMask(a) for a in loaded.dataset["annotations"]]
     assert all(m.shape == (height, width) and np.any(m) for m in masks)
+
+
+def test_three_visitors_at_once_see_their_place_in_line_and_their_own_results(
+        server, tmp_path, photos):
+    """Three browser sessions upload three photos within a second: while the first photo
+    is in the network the second visitor is told its place, and each gets its own photo's
+    results (its own image size in the caption)."""
+    import re
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    names = ("chelsea", "coffee", "astronaut")
+    files = []
+    for name in names:
+        files.append(tmp_path / f"{name}.jpg")
+        Image.fromarray(photos[name]).save(files[-1], quality=90)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            pages = [browser.new_context(viewport={"width": 1200, "height": 1600}).new_page()
+                     for _ in names]
+            for page in pages:
+                page.goto(server)
+                page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(
+                    state="attached", timeout=180_000)
+            for page, path in zip(pages, files):
+                page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(path)
+            place = pages[1].get_by_text(re.compile(r"ahead of yours|is next in line"))
+            place.first.wait_for(timeout=240_000)
+            told = place.first.inner_text()
+            for page, name in zip(pages, names):
+                page.wait_for_selector(GALLERY_IMAGES, timeout=300_000)
+                height, width = photos[name].shape[:2]
+                page.get_by_text(f"Image: {width} × {height} px").wait_for(timeout=60_000)
+                assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()
+    print(f"\nthe second visitor was told: {told!r}")
+    assert re.search(r"(1|2) photos? ahead of yours|next in line", told)
