@@ -1,0 +1,19 @@
+"""Training Mask R-CNN on your own data, with matterport's workflow.
+
+One module per concern:
+
+- ``dataset``: matterport's ``Dataset`` API and ``CocoDataset`` (COCO instances JSON);
+- ``data``: resized images, boxes, mini masks and RPN targets in batches;
+- ``targets``: RPN anchor labels (numpy) and the heads' RoI sampling (TensorFlow);
+- ``losses``: the five losses and matterport's weight decay;
+- ``graph``: the training forward pass and ``layers=`` selection;
+- ``trainer``: ``train()`` (what ``MaskRCNN.train`` calls), checkpoints, logs;
+- ``calibration``: BatchNorm statistics for a network trained from scratch;
+- ``shapes``: the generated shapes dataset and ``ShapesConfig``;
+- ``background``: one training run in a thread, for the app's Train page.
+
+Importing ``mrcnn.training`` does not load TensorFlow.
+"""
+from mrcnn.training.dataset import CocoDataset, Dataset
+
+__all__ = ["CocoDataset", "Dataset"]
