@@ -1,0 +1,138 @@
+"""A generated dataset of squares, circles and triangles, and the config to train on it.
+
+Every image is drawn from its own seed (``(seed, index)``), so a dataset is the
+same on every machine and any image can be regenerated alone. An image has a
+plain background and one to four shapes of random colour and size that do not
+touch each other, so every mask is the whole shape.
+
+>>> train = ShapesDataset()
+>>> train.load_shapes(500, seed=1)
+>>> train.prepare()
+>>> image, masks, class_ids = draw_shapes(np.random.default_rng(0))
+"""
+from __future__ import annotations
+
+import numpy as np
+import skimage.draw
+
+from mrcnn.config import Config
+from mrcnn.training.dataset import Dataset
+
+CLASS_NAMES = ["BG", "square", "circle", "triangle"]
+
+
+class ShapesConfig(Config):
+    """Mask R-CNN sized for 128x128 shapes images, trainable from scratch on a CPU."""
+    NAME = "shapes"
+    CLASS_NAMES = CLASS_NAMES
+    NUM_CLASSES = 1 + 3                      # background + square, circle, triangle
+    IMAGES_PER_GPU = 4
+    BACKBONE = "resnet50"
+    IMAGE_MIN_DIM = 128
+    IMAGE_MAX_DIM = 128
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)   # anchor sides in pixels: the shapes are small
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+    PRE_NMS_LIMIT = 2000
+    POST_NMS_ROIS_TRAINING = 500
+    POST_NMS_ROIS_INFERENCE = 250
+    TRAIN_ROIS_PER_IMAGE = 32                # few objects per image: 32 RoIs, a third positive
+    MAX_GT_INSTANCES = 8
+    FPN_CLASSIF_FC_LAYERS_SIZE = 256
+    DETECTION_MAX_INSTANCES = 20
+    DETECTION_MIN_CONFIDENCE = 0.7
+    STEPS_PER_EPOCH = 50
+    VALIDATION_STEPS = 2
+    LEARNING_RATE = 0.01
+
+    @classmethod
+    def sample_images(cls) -> dict:
+        """A few generated images (not in the training or benchmark sets) for the app."""
+        size = cls.IMAGE_MAX_DIM
+        return {f"shapes {i + 1}": draw_shapes(np.random.default_rng([SAMPLE_SEED, i]),
+                                               size, size)[0]
+                for i in range(4)}
+
+
+SAMPLE_SEED = 7_000_000        # seeds of the app's samples, far from any dataset's
+
+
+def _polygon(kind, cy, cx, r):
+    """Vertices (rows, cols) of a square of half-side r or an upright equilateral
+    triangle of height 2r, centred on (cy, cx)."""
+    if kind == "square":
+        return np.array([cy - r, cy - r, cy + r, cy + r]), np.array([cx - r, cx + r, cx + r, cx - r])
+    half_base = 2 * r / np.sqrt(3)
+    return np.array([cy - r, cy + r, cy + r]), np.array([cx, cx - half_base, cx + half_base])
+
+
+def _colour(rng, far_from=(), distance=90):
+    """A random RGB colour at least ``distance`` away from each of ``far_from``."""
+    for _ in range(100):
+        colour = rng.integers(0, 256, 3)
+        if all(np.linalg.norm(colour - np.asarray(c)) >= distance for c in far_from):
+            return colour
+    return 255 - np.asarray(far_from[0])
+
+
+def draw_shapes(rng, height=128, width=128, max_shapes=4, sizes=(6, 22)):
+    """One image: (image [H, W, 3] uint8, masks [H, W, N] bool, class_ids [N] int32).
+
+    Shapes are drawn with ``rng`` only. ``sizes`` bounds the half-size r in pixels
+    (square half-side, circle radius, half the triangle's height); shapes keep a
+    gap of 2 pixels between their boxes and stay inside the image.
+    """
+    background = rng.integers(0, 256, 3)
+    image = np.broadcast_to(background.astype(np.uint8), (height, width, 3)).copy()
+    masks, class_ids, boxes = [], [], []
+    wanted = int(rng.integers(1, max_shapes + 1))
+    for _ in range(50 * wanted):
+        if len(masks) == wanted:
+            break
+        class_id = int(rng.integers(1, 4))
+        r = float(rng.uniform(*sizes))
+        cy = float(rng.uniform(r + 1, height - r - 2))
+        cx = float(rng.uniform(r * 1.2 + 1, width - r * 1.2 - 2))
+        box = np.array([cy - r - 2, cx - 1.2 * r - 2, cy + r + 2, cx + 1.2 * r + 2])
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+               for b in boxes):
+            continue
+        mask = np.zeros((height, width), bool)
+        if class_id == 2:
+            mask[skimage.draw.disk((cy, cx), r, shape=(height, width))] = True
+        else:
+            rows, cols = _polygon(CLASS_NAMES[class_id], cy, cx, r)
+            mask[skimage.draw.polygon(rows, cols, shape=(height, width))] = True
+        if mask.sum() < 16:
+            continue
+        image[mask] = _colour(rng, [background])
+        masks.append(mask)
+        class_ids.append(class_id)
+        boxes.append(box)
+    masks = np.stack(masks, axis=2) if masks else np.zeros((height, width, 0), bool)
+    return image, masks, np.array(class_ids, np.int32)
+
+
+class ShapesDataset(Dataset):
+    """``count`` generated images; image i is drawn from the seed ``(seed, i)``."""
+
+    def load_shapes(self, count, height=128, width=128, seed=0):
+        for class_id, name in enumerate(CLASS_NAMES[1:], start=1):
+            self.add_class("shapes", class_id, name)
+        for i in range(count):
+            self.add_image("shapes", image_id=i, path=None, height=height, width=width,
+                           seed=(seed, i))
+
+    def _draw(self, image_id):
+        info = self.image_info[image_id]
+        return draw_shapes(np.random.default_rng(list(info["seed"])), info["height"],
+                           info["width"])
+
+    def load_image(self, image_id):
+        return self._draw(image_id)[0]
+
+    def load_mask(self, image_id):
+        _, masks, class_ids = self._draw(image_id)
+        return masks, class_ids
+
+    def image_reference(self, image_id):
+        return f"shapes image seed={self.image_info[image_id]['seed']}"
