@@ -87,7 +87,8 @@ def main() -> None:
                  "image; if it keeps failing, the server's log says why.",
                  icon=":material/error:")
         return
-    show_results(picture.name, image, original_size, run, view, services.class_names)
+    show_results(picture.name, image, original_size, run, view, services.class_names,
+                 picture.digest)
 
 
 main()

@@ -50,4 +50,16 @@ def class_name(class_names, class_id: int) -> str:
     return f"class {class_id}"
 
 
+def category_ids_for(class_names) -> list:
+    """Each class id's category id, index 0 (background) ``None``.
+
+    COCO's own ids 1-90 (:data:`~mrcnn.classes.COCO_CATEGORY_IDS`) when ``class_names``
+    are COCO's, else the class ids themselves (1..K).
+    """
+    names = [str(name) for name in class_names]
+    if names == list(COCO_CLASS_NAMES):
+        return list(COCO_CATEGORY_IDS)
+    return [None] + list(range(1, len(names)))
+
+
 assert len(COCO_CLASS_NAMES) == 81 and len(COCO_CATEGORY_IDS) == 81

@@ -19,13 +19,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mrcnn.classes import class_name
+from mrcnn.classes import category_ids_for, class_name
 from mrcnn.config import CocoConfig
 from mrcnn.draw.overlay import cutout_from_crop, draw_detections, label_text, palette, to_png_bytes
 from mrcnn.export.bundle import cutout_filename, cutouts_zip
 from mrcnn.export.coco import coco_results
 from mrcnn.results import PER_DETECTION_KEYS, kept_indices
 from mrcnn.serve.backends import DetectionReport
+from studio.exports_ui import annotation_exports
+from studio.inspector_ui import (TABLE_KEY, choose, clickable_overlay, highlighted, inspected,
+                                 object_card)
 from studio.shared import Services, run_key, run_through_queue
 
 #: The network runs at this confidence; the slider filters above it.
@@ -39,6 +42,7 @@ IMAGE_SIZES = {
 }
 GALLERY_LIMIT = 40
 GALLERY_COLUMNS = 6
+INSPECTED_ROW = "background-color: #FFE9A8; font-weight: 600"
 
 
 # --------------------------------------------------------------- settings
@@ -222,7 +226,9 @@ def run_details(report: DetectionReport, image, original_size) -> None:
 
 
 def objects_table(shown: dict, areas: np.ndarray, colours: np.ndarray, image_shape,
-                  class_names) -> None:
+                  class_names, kept: np.ndarray, selected: int | None) -> None:
+    """One row per shown object; selecting a row inspects that object (its row is shaded)."""
+    st.session_state["_table_rows"] = kept.tolist()
     frame = pd.DataFrame({
         "#": np.arange(1, len(areas) + 1),
         "Colour": [""] * len(areas),
@@ -233,8 +239,12 @@ def objects_table(shown: dict, areas: np.ndarray, colours: np.ndarray, image_sha
         "Mask area (%)": 100.0 * areas / float(image_shape[0] * image_shape[1]),
     })
     swatches = [f"background-color: {hex_colour(c)}" for c in colours]
-    styled = frame.style.apply(lambda _: swatches, subset=["Colour"])
-    st.dataframe(styled, hide_index=True, width="stretch", key="objects_table",
+    marked = [index == selected for index in kept]
+    styled = frame.style.apply(lambda _: swatches, subset=["Colour"]).apply(
+        lambda row: [INSPECTED_ROW if marked[row.name] else ""] * len(row), axis=1,
+        subset=[c for c in frame.columns if c != "Colour"])
+    st.dataframe(styled, hide_index=True, width="stretch", key=TABLE_KEY, on_select="rerun",
+                 selection_mode="single-row",
                  column_config={
                      "#": st.column_config.NumberColumn(width="small"),
                      "Colour": st.column_config.TextColumn(width="small"),
@@ -246,8 +256,9 @@ def objects_table(shown: dict, areas: np.ndarray, colours: np.ndarray, image_sha
 
 
 def gallery(image, run: StoredRun, shown: dict, kept: np.ndarray, colours: np.ndarray,
-            class_names) -> None:
-    """Cut-outs, best score first, each with its colour, caption and PNG download."""
+            class_names, selected: int | None, digest: str) -> None:
+    """Cut-outs, best score first, each with its colour, caption, PNG download and an
+    "Inspect" button; the inspected one is framed."""
     scores = shown["scores"]
     count = len(scores)
     order = np.argsort(-scores.astype(np.float64), kind="stable")[:GALLERY_LIMIT]
@@ -255,29 +266,38 @@ def gallery(image, run: StoredRun, shown: dict, kept: np.ndarray, colours: np.nd
         for start in range(0, len(order), GALLERY_COLUMNS):
             for col, i in zip(st.columns(GALLERY_COLUMNS), order[start:start + GALLERY_COLUMNS]):
                 name = class_name(class_names, shown["class_ids"][i])
-                png = run.cutout_png(image, int(kept[i]))
+                index = int(kept[i])
+                png = run.cutout_png(image, index)
+                mark = "border:3px solid #1F2430;" if index == selected else ""
                 with col:
-                    st.html(f"<div style='height:6px;border-radius:3px;"
+                    st.html(f"<div style='height:6px;border-radius:3px;{mark}"
                             f"background:{hex_colour(colours[i])}'></div>")
-                    st.image(png, caption=label_text(name, scores[i]))
-                    st.download_button(
+                    st.image(png, caption=label_text(name, scores[i])
+                             + (" ◀ inspected" if index == selected else ""))
+                    left, right = st.columns(2, gap="small")
+                    left.download_button(
                         "PNG", data=png, mime="image/png", on_click="ignore",
                         file_name=cutout_filename(int(i), count, name, scores[i]),
                         key=f"cutout-{i}", icon=":material/download:", width="stretch")
+                    right.button("Inspect", key=f"inspect-{index}", on_click=choose,
+                                 args=(digest, index), width="stretch",
+                                 type="primary" if index == selected else "secondary")
     if count > GALLERY_LIMIT:
         st.caption(f"Showing the {GALLERY_LIMIT} best of {count} objects; the ZIP has "
                    "all of them.")
 
 
-def coco_json(shown: dict, image_id: int = 0) -> str:
-    return json.dumps(coco_results(shown, image_id=image_id))
+def coco_json(shown: dict, class_names, image_id: int = 0) -> str:
+    return json.dumps(coco_results(shown, image_id, category_ids_for(class_names)))
 
 
 def show_results(picture_name: str, image, original_size, run: StoredRun, view: ViewSettings,
-                 class_names) -> None:
+                 class_names, digest: str) -> None:
     shown, kept = shown_detections(run, view)
     count = len(kept)
     colours = object_colours(run, kept)
+    selected = inspected(len(run.result["class_ids"]), digest)
+    position = int(np.flatnonzero(kept == selected)[0]) if selected in kept else None
     annotated = draw_detections(
         image, shown, class_names, colors=colours, mask_alpha=view.mask_alpha,
         show_masks=view.show_masks, show_boxes=view.show_boxes,
@@ -287,8 +307,10 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
     run_details(run.report, image, original_size)
     left, right = st.columns(2, gap="medium")
     left.image(image, caption=f"Original: {picture_name}", width="stretch")
-    right.image(annotated, width="stretch",
-                caption=f"{count} object{'s' * (count != 1)} at confidence ≥ {view.min_score:.2f}")
+    with right:
+        clickable_overlay(highlighted(annotated, shown["masks"], position), shown, kept,
+                          class_names,
+                          f"{count} object{'s' * (count != 1)} at confidence ≥ {view.min_score:.2f}")
 
     # Downloads build their files only when clicked (and never rerun the page).
     with st.container(horizontal=True, key="downloads"):
@@ -301,9 +323,11 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
                            on_click="ignore", key="download_zip", disabled=count == 0,
                            icon=":material/folder_zip:")
         st.download_button("COCO results (JSON)",
-                           data=functools.partial(coco_json, shown),
+                           data=functools.partial(coco_json, shown, class_names),
                            file_name=f"{stem}_coco_results.json", mime="application/json",
                            on_click="ignore", key="download_json", icon=":material/data_object:")
+    with st.expander("Export for labelling tools (COCO, YOLO, LabelMe, Pascal VOC, CVAT)"):
+        annotation_exports([(1, picture_name, image, shown)], class_names, "one_", stem)
 
     if count == 0:
         st.info(f"No objects at confidence ≥ {view.min_score:.2f}"
@@ -311,7 +335,11 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
                 + ". Lower the threshold in the sidebar to see less certain objects.",
                 icon=":material/search_off:")
         return
+    if position is not None:
+        object_card(image, run, selected, shown, kept, class_names, stem, digest)
+    elif selected is not None:
+        st.caption("The object you inspected is hidden by the current filters.")
     st.subheader(f"Objects ({count})")
-    objects_table(shown, run.areas[kept], colours, image.shape, class_names)
+    objects_table(shown, run.areas[kept], colours, image.shape, class_names, kept, selected)
     st.subheader(f"Cut-outs ({count})")
-    gallery(image, run, shown, kept, colours, class_names)
+    gallery(image, run, shown, kept, colours, class_names, selected, digest)

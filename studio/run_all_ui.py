@@ -15,12 +15,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from mrcnn.classes import category_ids_for
 from mrcnn.draw.overlay import draw_detections, to_png_bytes
+from mrcnn.export.annotations import write_annotations
 from mrcnn.export.bundle import write_detections
 from mrcnn.export.coco import coco_results
 from studio.inputs_ui import Picture, load_picture
 from studio.results_ui import (RunSettings, StoredRun, ViewSettings, file_stem, object_colours,
                                shown_detections)
+from studio.exports_ui import annotation_choices
 from studio.shared import Services, run_key, session_id, wait_in_line
 
 
@@ -34,8 +37,9 @@ def _add_image_folder(bundle: zipfile.ZipFile, folder: str, image, shown: dict,
 
 
 def run_all(services: Services, pictures: list[Picture], settings: RunSettings,
-            view: ViewSettings) -> dict:
-    """Segment every picture and pack one ZIP as it goes."""
+            view: ViewSettings, formats=(), tolerance: float = 1.0) -> dict:
+    """Segment every picture and pack one ZIP as it goes; with ``formats``, the
+    annotations for labelling tools (``mrcnn.export.annotations``) go in it too."""
     session = session_id()
     overrides = settings.overrides()
     group = tuple(sorted(overrides.items()))
@@ -55,7 +59,7 @@ def run_all(services: Services, pictures: list[Picture], settings: RunSettings,
 
     bar = st.progress(0.0)
     buffer = io.BytesIO()
-    all_results, listing, summary = [], [], []
+    all_results, listing, summary, annotated_items = [], [], [], []
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         for image_id, picture, image, key, job in entries:
             bar.progress((image_id - 1) / len(entries),
@@ -73,12 +77,15 @@ def run_all(services: Services, pictures: list[Picture], settings: RunSettings,
             shown, kept = shown_detections(run, view)
             _add_image_folder(bundle, f"{image_id:02d}_{file_stem(picture.name)}", image,
                               shown, object_colours(run, kept), services.class_names, image_id)
-            all_results += coco_results(shown, image_id=image_id)
+            all_results += coco_results(shown, image_id, category_ids_for(services.class_names))
+            annotated_items.append((image_id, picture.name, image, shown))
             listing.append({"id": image_id, "file_name": picture.name,
                             "height": int(image.shape[0]), "width": int(image.shape[1])})
             summary.append({"Image": picture.name, "Objects": len(kept),
                             "Network (s)": round(run.report.timings.get("network", 0.0), 2),
                             "Note": ""})
+        if formats and annotated_items:
+            write_annotations(bundle, annotated_items, services.class_names, formats, tolerance)
         bundle.writestr("coco_results.json", json.dumps(all_results))
         bundle.writestr("images.json", json.dumps(listing, indent=1))
     bar.empty()
@@ -89,7 +96,9 @@ def run_all_section(services: Services, pictures: list[Picture], settings: RunSe
                     view: ViewSettings) -> None:
     """A button that segments every picture, then the ZIP of everything."""
     limit = services.limits.run_all_images
-    signature = (tuple(p.digest for p in pictures), settings, view)
+    with st.expander("Add annotations for labelling tools to the ZIP"):
+        formats, tolerance = annotation_choices("all_")
+    signature = (tuple(p.digest for p in pictures), settings, view, tuple(formats), tolerance)
     if st.button(f"Run all {min(len(pictures), limit)} images", key="run_all",
                  icon=":material/play_arrow:",
                  help="Segment every image with the current settings and pack one ZIP."):
@@ -98,7 +107,8 @@ def run_all_section(services: Services, pictures: list[Picture], settings: RunSe
                        f"{limit} of your {len(pictures)} are in the ZIP.",
                        icon=":material/production_quantity_limits:")
         st.session_state["bundle"] = {"signature": signature,
-                                      **run_all(services, pictures[:limit], settings, view)}
+                                      **run_all(services, pictures[:limit], settings, view,
+                                                formats, tolerance)}
     bundle = st.session_state.get("bundle")
     if bundle and bundle["signature"] == signature:
         st.download_button("Everything (ZIP)", data=bundle["zip"],

@@ -410,3 +410,50 @@ def test_filtering_a_low_threshold_run_equals_running_at_the_threshold(coco_mode
                                           err_msg=f"{key} at {threshold}")
         strict_subsets += 0 < num_detections(direct) < total
     assert strict_subsets >= 1, "at least one threshold must drop some detections"
+
+
+# ------------------------------------------------------------ the inspector
+
+def card_title(at: AppTest) -> str | None:
+    return next((h.value for h in at.subheader if h.value.startswith("Object #")), None)
+
+
+def test_selecting_a_table_row_or_a_cutout_opens_that_objects_card(app_env, photos):
+    at = open_app()
+    at.file_uploader(key="uploads").set_value(
+        ("chelsea.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
+    at.run()
+    assert_healthy(at)
+    assert card_title(at) is None                       # nothing inspected yet
+    table = at.dataframe[0].value
+    assert len(table) >= 3
+
+    at.session_state["objects_table"] = {"selection": {"rows": [2], "columns": []}}
+    at.run()
+    assert_healthy(at)
+    row = table.iloc[2]
+    assert card_title(at) == f"Object #3: {row['Class']} {row['Score']:.3f}"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Mask area"] == f"{int(row['Mask area (px)']):,} px"
+    box = ", ".join(row["Box (x1, y1, x2, y2)"].split(", "))
+    assert any(f"**Box** (x1, y1, x2, y2): {box}" in m.value for m in at.markdown)
+    assert {"card_cutout", "card_mask", "card_json"} <= {b.key for b in at.download_button}
+    followed = at.session_state["selected_object"]
+    assert followed["class_id"] == COCO_CLASS_NAMES.index(row["Class"])
+    assert followed["digest"] == at.session_state["selected_image_digest"]
+    assert [followed["box"][i] for i in (1, 0, 3, 2)] == [int(v) for v in box.split(", ")]
+    assert any("Next most likely classes" in m.value for m in at.markdown), \
+        "the card names the classes the object was almost given"
+
+    # The first cut-out's "Inspect" button: the card follows, the row stays filtered right.
+    inspect = [b for b in at.button if b.key and b.key.startswith("inspect-")]
+    inspect[0].click()
+    at.run()
+    assert_healthy(at)
+    first = at.dataframe[0].value.iloc[0]
+    assert card_title(at) == f"Object #1: {first['Class']} {first['Score']:.3f}"
+
+    # A filter that hides the inspected object hides its card and says so.
+    at.slider(key="min_score").set_value(1.0)
+    at.run()
+    assert card_title(at) is None

@@ -161,3 +161,95 @@ def test_three_visitors_at_once_see_their_place_in_line_and_their_own_results(
             browser.close()
     print(f"\nthe second visitor was told: {told!r}")
     assert re.search(r"(1|2) photos? ahead of yours|next in line", told)
+
+
+CLICKABLE_POINTS = """() => {
+  const plot = document.querySelector('.st-key-overlay_click .js-plotly-plot')
+            || document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  const trace = plot.data[0];
+  return {owners: Array.from(trace.customdata), labels: Array.from(trace.text)};
+}"""
+
+
+def test_click_an_object_see_its_card_and_take_its_annotations_to_yolo_and_coco(
+        server, tmp_path, photos):
+    """Clicking an object on the annotated image opens its card; the labelling-tool exports
+    (COCO polygons and YOLO) download from the page and read back with pycocotools and
+    supervision."""
+    import re
+    import zipfile
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+    from pycocotools.coco import COCO
+    import supervision as sv
+
+    photo = tmp_path / "chelsea.jpg"
+    Image.fromarray(photos["chelsea"]).save(photo, quality=92)
+    height, width = photos["chelsea"].shape[:2]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 2200},
+                                       accept_downloads=True).new_page()
+            page.goto(server)
+            upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+            upload.wait_for(state="attached", timeout=180_000)
+            upload.set_input_files(photo)
+            page.wait_for_selector(GALLERY_IMAGES, timeout=240_000)
+            page.wait_for_function(SETTLED, arg="0.70", timeout=60_000, polling=100)
+            chart = page.locator('[data-testid="stPlotlyChart"]').first
+            chart.wait_for(timeout=60_000)
+            page.wait_for_function("() => document.querySelector('.js-plotly-plot')"
+                                   " && document.querySelector('.js-plotly-plot').data",
+                                   timeout=60_000)
+            page.wait_for_timeout(1000)        # plotly draws its points after the page settles
+            targets = page.evaluate(CLICKABLE_POINTS)
+            owner = targets["owners"][0]
+            label = targets["labels"][0]
+            card = page.locator(".st-key-object_card h3")
+            for _ in range(3):                 # a click while plotly still lays out is lost
+                box = chart.locator(".scatterlayer .points path").nth(0).bounding_box()
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                page.wait_for_timeout(300)
+                page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                try:
+                    card.wait_for(timeout=20_000)
+                    break
+                except Exception:  # noqa: BLE001 - tried again below
+                    page.screenshot(path=str(tmp_path / "click_missed.png"), full_page=True)
+            card.wait_for(timeout=20_000)
+            title = card.inner_text()
+            class_name, score = label.rsplit(" ", 1)         # "dog 0.94" under the pointer
+            shown = re.fullmatch(r"Object #(\d+): (.+) (\d\.\d{3})", title)
+            assert shown, title
+            # At the default filter the objects shown are the run's best, in order.
+            assert int(shown.group(1)) == owner + 1 and shown.group(2) == class_name
+            assert abs(float(shown.group(3)) - float(score)) <= 0.005, (title, label)
+
+            page.get_by_text("Export for labelling tools").click()
+            page.locator(".st-key-one_fmt_yolo label").click()
+            page.wait_for_timeout(1500)
+            page.wait_for_function("() => !document.querySelectorAll('[data-stale=\"true\"]')"
+                                   ".length", timeout=60_000)
+            with page.expect_download() as download:
+                page.locator(".st-key-one_download_annotations button").first.click()
+            archive = tmp_path / "annotations.zip"
+            download.value.save_as(archive)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(tmp_path / "inspector.png"), full_page=True)
+        finally:
+            browser.close()
+
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(unpacked)
+    coco = COCO(str(unpacked / "annotations" / "instances_default.json"))
+    annotations = coco.loadAnns(coco.getAnnIds())
+    assert annotations and all(coco.annToMask(a).shape == (height, width) for a in annotations)
+    assert any(isinstance(a["segmentation"], list) for a in annotations), "polygons"
+    dataset = sv.DetectionDataset.from_yolo(str(unpacked / "images" / "default"),
+                                            str(unpacked / "labels" / "default"),
+                                            str(unpacked / "data.yaml"), force_masks=True)
+    (detections,) = dataset.annotations.values()
+    assert len(detections) == len(annotations) and detections.mask.shape[1:] == (height, width)
+    print(f"\ninspector screenshot: {tmp_path / 'inspector.png'}")

@@ -28,7 +28,8 @@ from pathlib import PurePosixPath
 import numpy as np
 from PIL import Image
 
-from mrcnn.export.coco_instances import (category_ids_for, coco_annotations, coco_categories,
+from mrcnn.classes import category_ids_for
+from mrcnn.export.coco_instances import (coco_annotations, coco_categories,
                                          coco_image_entry, coco_instances_document)
 from mrcnn.export.labelme import labelme_document
 from mrcnn.export.polygons import DEFAULT_TOLERANCE, POLYGON_RULE, object_shapes
@@ -116,7 +117,7 @@ def write_annotations(zf: zipfile.ZipFile, items, class_names, formats,
     ``(H, W, 3)`` array and its result dict (masks ``(H, W, N)`` or ``CompactMasks``),
     one at a time, so Run all never holds more than one image's masks expanded.
     ``tolerance`` is the polygon simplification in pixels; ``category_ids`` maps class
-    ids to COCO category ids (default: :func:`~mrcnn.export.coco_instances.category_ids_for`).
+    ids to COCO category ids (default: :func:`~mrcnn.classes.category_ids_for`).
     """
     formats = list(dict.fromkeys(formats))
     unknown = [key for key in formats if key not in FORMATS]

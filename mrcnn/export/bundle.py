@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 
-from mrcnn.classes import class_name
+from mrcnn.classes import category_ids_for, class_name
 from mrcnn.draw.overlay import cutout_from_crop, mask_crops, to_png_bytes
 from mrcnn.export.coco import coco_results
 
@@ -57,7 +57,8 @@ def write_detections(zf: zipfile.ZipFile, image, result: dict, class_names, fold
 
     Entries: ``cutouts/`` + :func:`cutout_filename` (RGBA, cropped to the mask),
     ``masks/`` + :func:`mask_filename` (8-bit, 0/255, full image size) and
-    ``detections.json`` (:func:`coco_results` with ``image_id``). ``result["masks"]``
+    ``detections.json`` (:func:`coco_results` with ``image_id``, category ids as
+    :func:`~mrcnn.classes.category_ids_for` gives them). ``result["masks"]``
     may be an ``(H, W, N)`` stack or :class:`~mrcnn.results.CompactMasks`.
     """
     root = f"{folder}/" if folder else ""
@@ -78,4 +79,5 @@ def write_detections(zf: zipfile.ZipFile, image, result: dict, class_names, fold
         zf.writestr(f"{root}masks/{mask_filename(i, n, name)}", to_png_bytes(full),
                     compress_type=zipfile.ZIP_STORED)
     zf.writestr(f"{root}detections.json",
-                json.dumps(coco_results(result, image_id=image_id), indent=1))
+                json.dumps(coco_results(result, image_id, category_ids_for(class_names)),
+                           indent=1))

@@ -15,24 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mrcnn.classes import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from mrcnn.classes import category_ids_for
 from mrcnn.export.polygons import ObjectShape
 from mrcnn.results import CompactMasks
 
-__all__ = ["category_ids_for", "coco_annotations", "coco_categories", "coco_image_entry",
+__all__ = ["coco_annotations", "coco_categories", "coco_image_entry",
            "coco_instances_document"]
-
-
-def category_ids_for(class_names) -> list:
-    """Each class id's category id, index 0 (background) ``None``.
-
-    COCO's own ids 1-90 (:data:`~mrcnn.classes.COCO_CATEGORY_IDS`) when ``class_names``
-    are COCO's, else the class ids themselves (1..K).
-    """
-    names = [str(name) for name in class_names]
-    if names == list(COCO_CLASS_NAMES):
-        return list(COCO_CATEGORY_IDS)
-    return [None] + list(range(1, len(names)))
 
 
 def coco_categories(class_names, category_ids=None) -> list[dict]:
@@ -64,7 +52,7 @@ def coco_annotations(shapes, result: dict, image_id: int, image_shape, category_
     """One annotation per :class:`~mrcnn.export.polygons.ObjectShape`, ids from ``first_id``.
 
     ``result`` gives each shape's class (``class_ids[shape.index]``); ``category_ids``
-    maps it as :func:`category_ids_for` does.
+    maps it as :func:`mrcnn.classes.category_ids_for` does.
     """
     class_ids = np.asarray(result["class_ids"]).reshape(-1)
     out = []

@@ -1,0 +1,195 @@
+"""A classroom at once: N visitors upload N different photos in the same second.
+
+Starts ``streamlit run app.py`` with generated COCO weights (the published
+layout; ``--weights`` for another file), opens N separate browser sessions in
+Debian's Chromium (Playwright), and:
+
+1. times one visitor alone first (upload to results; ``single_s``), and reads
+   the network time the page reports for it;
+2. lets the N visitors upload their photos at the same moment, and for each
+   records the seconds to its results, whether it was ever shown its place in
+   line ("... ahead of yours", "next in line", "working on your photo now"),
+   and that the results are its own photo's (its image size in the caption);
+3. moves the first visitor's confidence slider and times the re-render;
+4. reads the server's peak memory (VmHWM).
+
+Prints the figures, then one JSON line last. Targets on a 2-core machine:
+last visitor <= (N + 1) x single, every visitor shown its place, slider
+re-render < 0.3 s, peak memory < 3 GB at N = 16.
+
+    python benchmarks/crowd.py [--visitors 8] [--weights PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mrcnn.testing.browser import launch_chromium, streamlit_app
+
+UPLOADER = '[data-testid="stFileUploaderDropzoneInput"]'
+GALLERY = '.st-key-gallery [data-testid="stImage"]'
+SLIDER = '[data-testid="stSlider"] input[type=range]'
+PLACE = re.compile(r"ahead of yours|next in line|working on your photo")
+SETTLED = """(threshold) => {
+  if (document.querySelectorAll('[data-stale="true"]').length) return false;
+  return document.body.innerText.includes('at confidence ≥ ' + threshold);
+}"""
+
+
+def cpu_name() -> str:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def photos(count: int, folder: Path) -> list[tuple[Path, tuple[int, int]]]:
+    """``count`` different photos (crops of scikit-image's), each of its own size."""
+    import skimage.data
+    sources = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()]
+    out = []
+    for i in range(count):
+        source = sources[i % len(sources)]
+        height, width = source.shape[0] - 3 * i, source.shape[1] - 5 * i
+        path = folder / f"photo{i:02d}.jpg"
+        Image.fromarray(np.ascontiguousarray(source[:height, :width])).save(path, quality=90)
+        out.append((path, (height, width)))
+    return out
+
+
+def peak_memory_gb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+async def visit(context, url: str, photo: Path, size, start: asyncio.Event, record: dict):
+    page = await context.new_page()
+    await page.goto(url)
+    await page.locator(UPLOADER).wait_for(state="attached", timeout=300_000)
+    record["page"] = page
+    record["ready"].set()
+    await start.wait()
+    began = time.perf_counter()
+    await page.locator(UPLOADER).set_input_files(photo)
+    shown_place = False
+    height, width = size
+    caption = f"Image: {width} × {height} px"
+    while True:
+        if not shown_place and await page.get_by_text(PLACE).count():
+            shown_place = True
+        if await page.locator(GALLERY).count() and await page.get_by_text(caption).count():
+            break
+        if await page.locator('[data-testid="stException"]').count():
+            raise RuntimeError(f"{photo.name}: the page shows an exception")
+        if time.perf_counter() - began > 1200:
+            raise TimeoutError(f"{photo.name}: no results after 20 minutes")
+        await asyncio.sleep(0.1)
+    record.update(seconds=time.perf_counter() - began, shown_place=shown_place)
+
+
+async def network_seconds(page) -> float:
+    text = await page.locator('[data-testid="stMetric"]').filter(has_text="Network").first \
+        .inner_text()
+    value = re.search(r"([\d.]+)\s*(ms|s)", text.split("Network", 1)[1])
+    return float(value.group(1)) / (1000 if value.group(2) == "ms" else 1)
+
+
+async def crowd(url: str, pictures, single_picture) -> dict:
+    from playwright.async_api import async_playwright
+    async with async_playwright() as p:
+        browser = await launch_chromium(p)
+        try:
+            # One visitor alone, for the reference time.
+            alone = {"ready": asyncio.Event()}
+            go = asyncio.Event()
+            context = await browser.new_context(viewport={"width": 1200, "height": 1400})
+            task = asyncio.create_task(visit(context, url, *single_picture, go, alone))
+            await alone["ready"].wait()
+            go.set()
+            await task
+            single_network = await network_seconds(alone["page"])
+            await context.close()
+
+            records = [{"ready": asyncio.Event()} for _ in pictures]
+            start = asyncio.Event()
+            contexts = [await browser.new_context(viewport={"width": 1200, "height": 1400})
+                        for _ in pictures]
+            tasks = [asyncio.create_task(visit(c, url, path, size, start, r))
+                     for c, (path, size), r in zip(contexts, pictures, records)]
+            for record in records:
+                await record["ready"].wait()
+            start.set()
+            await asyncio.gather(*tasks)
+
+            first = records[0]["page"]
+            slider = first.locator(SLIDER).first
+            await slider.focus()
+            times = []
+            for key, threshold in (("ArrowRight", "0.71"), ("ArrowLeft", "0.70"),
+                                   ("ArrowRight", "0.71"), ("ArrowLeft", "0.70"),
+                                   ("ArrowRight", "0.71")):
+                began = time.perf_counter()
+                await first.keyboard.press(key)
+                await first.wait_for_function(SETTLED, arg=threshold, timeout=60_000,
+                                              polling=20)
+                times.append(time.perf_counter() - began)
+        finally:
+            await browser.close()
+    return {"single_s": alone["seconds"], "single_network_s": single_network,
+            "seconds": [r["seconds"] for r in records],
+            "shown_place": [r["shown_place"] for r in records],
+            "slider_rerender_s": statistics.median(times)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--visitors", type=int, default=8)
+    parser.add_argument("--weights", type=Path, help="weights file (default: generated)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        weights = args.weights
+        if weights is None:
+            from mrcnn.testing.synthetic_weights import generate_coco_weights
+            weights = generate_coco_weights(folder / "coco.h5", seed=0)
+        pictures = photos(args.visitors + 1, folder)
+        with streamlit_app({"MRCNN_WEIGHTS": str(weights), "MRCNN_SERVE_URL": None},
+                           folder / "streamlit.log") as (url, server):
+            figures = asyncio.run(crowd(url, pictures[1:], pictures[0]))
+            peak = peak_memory_gb(server.pid)
+    seconds = sorted(figures["seconds"])
+    n = args.visitors
+    result = {
+        "cpu": cpu_name(), "visitors": n,
+        "first_s": round(seconds[0], 2), "median_s": round(statistics.median(seconds), 2),
+        "last_s": round(seconds[-1], 2),
+        "single_s": round(figures["single_s"], 2),
+        "single_network_s": round(figures["single_network_s"], 2),
+        "last_over_single": round(seconds[-1] / figures["single_s"], 2),
+        "target_last_over_single": n + 1,
+        "shown_place": sum(figures["shown_place"]),
+        "slider_rerender_s": round(figures["slider_rerender_s"], 3),
+        "peak_memory_gb": round(peak, 2),
+    }
+    print(f"{n} visitors on {result['cpu']}: first / median / last "
+          f"{result['first_s']} / {result['median_s']} / {result['last_s']} s; one alone "
+          f"{result['single_s']} s (network {result['single_network_s']} s); "
+          f"{result['shown_place']} of {n} shown their place; slider "
+          f"{result['slider_rerender_s'] * 1000:.0f} ms; peak {result['peak_memory_gb']} GB")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
