@@ -49,12 +49,50 @@ class RoiDistributed(keras.layers.Wrapper):
         return tuple(input_shape[:2]) + tuple(inner[1:])
 
 
+def propose(scores, rpn_bbox, anchors, proposal_count, nms_threshold, pre_nms_limit,
+            rpn_bbox_std_dev):
+    """The proposal layer's computation, with where each proposal came from.
+
+    scores (B, A): each anchor's foreground probability (``rpn_probs[:, :, 1]``),
+    rpn_bbox (B, A, 4), anchors (B, A, 4). ``proposal_count`` and ``nms_threshold``
+    may be Python numbers (the layer) or scalar tensors (a compiled step that
+    changes them without retracing); the operations are the same.
+    Returns proposals (B, proposal_count, 4) normalised, zero-padded, and
+    anchor_ids (B, proposal_count) int32: the index into ``anchors`` of the pre-NMS
+    box each proposal is (-1 for padding rows).
+    """
+    deltas = rpn_bbox * tf.reshape(tf.constant(rpn_bbox_std_dev, tf.float32), [1, 1, 4])
+    limit = tf.minimum(pre_nms_limit, tf.shape(anchors)[1])
+    top = tf.math.top_k(scores, limit, sorted=True, name="top_anchors").indices
+    scores = tf.gather(scores, top, batch_dims=1)          # (B, K)
+    deltas = tf.gather(deltas, top, batch_dims=1)          # (B, K, 4)
+    anchors = tf.gather(anchors, top, batch_dims=1)        # (B, K, 4)
+    boxes = apply_box_deltas(anchors, deltas)
+    boxes = clip_boxes(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
+
+    def nms(args):
+        image_boxes, image_scores, image_top = args
+        keep = tf.image.non_max_suppression(
+            image_boxes, image_scores, proposal_count, nms_threshold,
+            name="rpn_non_max_suppression")
+        proposals = tf.gather(image_boxes, keep)
+        padding = tf.maximum(proposal_count - tf.shape(proposals)[0], 0)
+        return (tf.pad(proposals, [(0, padding), (0, 0)]),
+                tf.pad(tf.gather(image_top, keep), [(0, padding)], constant_values=-1))
+
+    rows = proposal_count if isinstance(proposal_count, int) else None
+    return tf.map_fn(nms, (boxes, scores, top),
+                     fn_output_signature=(tf.TensorSpec([rows, 4], tf.float32),
+                                          tf.TensorSpec([rows], tf.int32)))
+
+
 class ProposalLayer(keras.layers.Layer):
     """RPN scores and deltas + anchors -> (B, proposal_count, 4) normalised proposals.
 
     Top ``pre_nms_limit`` anchors by foreground probability (``top_k``: lower index
     first among equals), deltas scaled by ``rpn_bbox_std_dev`` and applied, clipped
     to [0, 1], NMS at ``nms_threshold``, zero-padded to ``proposal_count``.
+    ``propose_with_anchors`` also gives each proposal's anchor (see ``propose``).
     """
 
     def __init__(self, proposal_count, nms_threshold, pre_nms_limit, rpn_bbox_std_dev,
@@ -70,30 +108,14 @@ class ProposalLayer(keras.layers.Layer):
                 "nms_threshold": self.nms_threshold, "pre_nms_limit": self.pre_nms_limit,
                 "rpn_bbox_std_dev": self.rpn_bbox_std_dev}
 
+    def propose_with_anchors(self, rpn_probs, rpn_bbox, anchors):
+        """(proposals (B, proposal_count, 4), anchor_ids (B, proposal_count) int32)."""
+        return propose(rpn_probs[:, :, 1], rpn_bbox, anchors, self.proposal_count,
+                       self.nms_threshold, self.pre_nms_limit, self.rpn_bbox_std_dev)
+
     def call(self, rpn_probs, rpn_bbox, anchors):
         # rpn_probs (B, A, 2), rpn_bbox (B, A, 4), anchors (B, A, 4)
-        scores = rpn_probs[:, :, 1]
-        deltas = rpn_bbox * tf.reshape(tf.constant(self.rpn_bbox_std_dev, tf.float32), [1, 1, 4])
-        limit = tf.minimum(self.pre_nms_limit, tf.shape(anchors)[1])
-        top = tf.math.top_k(scores, limit, sorted=True, name="top_anchors").indices
-        scores = tf.gather(scores, top, batch_dims=1)          # (B, K)
-        deltas = tf.gather(deltas, top, batch_dims=1)          # (B, K, 4)
-        anchors = tf.gather(anchors, top, batch_dims=1)        # (B, K, 4)
-        boxes = apply_box_deltas(anchors, deltas)
-        boxes = clip_boxes(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
-
-        def nms(args):
-            image_boxes, image_scores = args
-            keep = tf.image.non_max_suppression(
-                image_boxes, image_scores, self.proposal_count, self.nms_threshold,
-                name="rpn_non_max_suppression")
-            proposals = tf.gather(image_boxes, keep)
-            padding = tf.maximum(self.proposal_count - tf.shape(proposals)[0], 0)
-            return tf.pad(proposals, [(0, padding), (0, 0)])
-
-        proposals = tf.map_fn(nms, (boxes, scores),
-                              fn_output_signature=tf.TensorSpec([self.proposal_count, 4], tf.float32))
-        return proposals
+        return self.propose_with_anchors(rpn_probs, rpn_bbox, anchors)[0]
 
     def compute_output_shape(self, rpn_probs_shape, rpn_bbox_shape, anchors_shape):
         return (rpn_probs_shape[0], self.proposal_count, 4)
@@ -148,14 +170,16 @@ class PyramidROIAlign(keras.layers.Layer):
         return tuple(boxes_shape[:2]) + self.pool_shape + (feature_maps_shape[0][-1],)
 
 
-def refine_detections(rois, probs, deltas, window, bbox_std_dev, min_confidence,
-                      nms_threshold, max_instances):
-    """One image's classified RoIs -> (max_instances, 6) detections.
+def refine_detections_with_rois(rois, probs, deltas, window, bbox_std_dev, min_confidence,
+                                nms_threshold, max_instances):
+    """One image's classified RoIs -> (max_instances, 6) detections and their RoIs.
 
     rois (N, 4), probs (N, classes), deltas (N, classes, 4), window (4,) normalised.
     Rows are [y1, x1, y2, x2, class_id, score], best first, zero-padded. As in the
     reference, a falsy Python ``min_confidence`` (0 or None) skips the score filter;
     a tensor is always applied (``>= 0`` keeps every probability anyway).
+    Also returns (max_instances,) int32: the RoI (row of ``rois``) each detection
+    refines, -1 for padding rows.
     """
     class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
     indices = tf.stack([tf.range(tf.shape(probs)[0]), class_ids], axis=1)
@@ -206,20 +230,37 @@ def refine_detections(rois, probs, deltas, window, bbox_std_dev, min_confidence,
         tf.cast(tf.gather(class_ids, keep), tf.float32)[:, None],
         tf.gather(class_scores, keep)[:, None]], axis=1)
     gap = max_instances - tf.shape(detections)[0]
-    return tf.pad(detections, [(0, gap), (0, 0)])
+    return (tf.pad(detections, [(0, gap), (0, 0)]),
+            tf.pad(tf.cast(keep, tf.int32), [(0, gap)], constant_values=-1))
+
+
+def refine_detections(rois, probs, deltas, window, bbox_std_dev, min_confidence,
+                      nms_threshold, max_instances):
+    """``refine_detections_with_rois``' detections alone: (max_instances, 6)."""
+    return refine_detections_with_rois(rois, probs, deltas, window, bbox_std_dev,
+                                       min_confidence, nms_threshold, max_instances)[0]
+
+
+def detect_batch_with_rois(rois, probs, deltas, image_meta, bbox_std_dev, min_confidence,
+                           nms_threshold, max_instances):
+    """``refine_detections_with_rois`` over a batch: (B, N, ...) ->
+    detections (B, max_instances, 6) and their RoI indices (B, max_instances) int32."""
+    image_shape = meta_image_shape(image_meta)[0]
+    window = norm_window(meta_window(image_meta), image_shape[:2])
+    rows = max_instances if isinstance(max_instances, int) else None
+    return tf.map_fn(
+        lambda args: refine_detections_with_rois(*args, bbox_std_dev, min_confidence,
+                                                 nms_threshold, max_instances),
+        (rois, probs, deltas, window),
+        fn_output_signature=(tf.TensorSpec([rows, 6], tf.float32),
+                             tf.TensorSpec([rows], tf.int32)))
 
 
 def detect_batch(rois, probs, deltas, image_meta, bbox_std_dev, min_confidence,
                  nms_threshold, max_instances):
     """``refine_detections`` over a batch: (B, N, ...) -> (B, max_instances, 6)."""
-    image_shape = meta_image_shape(image_meta)[0]
-    window = norm_window(meta_window(image_meta), image_shape[:2])
-    rows = max_instances if isinstance(max_instances, int) else None
-    return tf.map_fn(
-        lambda args: refine_detections(*args, bbox_std_dev, min_confidence,
-                                       nms_threshold, max_instances),
-        (rois, probs, deltas, window),
-        fn_output_signature=tf.TensorSpec([rows, 6], tf.float32))
+    return detect_batch_with_rois(rois, probs, deltas, image_meta, bbox_std_dev,
+                                  min_confidence, nms_threshold, max_instances)[0]
 
 
 class DetectionLayer(keras.layers.Layer):

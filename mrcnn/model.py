@@ -5,14 +5,20 @@
   slots, proposals, RPN outputs), with the reference's layer names. It is what the
   weights file describes and what the folded path is tested against.
 - ``forward()`` runs the same computation with BatchNorm folded into the
-  convolutions (``mrcnn.folded``) in three compiled steps: everything up to the
-  classified RoIs, the detection layer (its thresholds are inputs, so they change
-  without retracing), then the mask head on only the detections that exist (each
-  RoI's mask depends on that RoI alone, so skipping the empty slots changes
-  nothing). It returns every stage (``NetworkOutputs``), in the molded frame.
+  convolutions (``mrcnn.folded``) in three compiled steps (``mrcnn.compiled_steps``):
+  everything up to the classified RoIs, the detection layer (its thresholds are
+  inputs, so they change without retracing), then the mask head on only the
+  detections that exist (each RoI's mask depends on that RoI alone, so skipping the
+  empty slots changes nothing). It returns every stage (``NetworkOutputs``), in the
+  molded frame, and where each result came from: the anchor behind each proposal
+  and the RoI behind each detection, read from the proposal and detection layers'
+  own selections.
+- ``heads_from_pyramid()`` reruns only the proposal layer and the heads on an
+  earlier run's feature maps, with other proposal or detection settings.
 - ``detect()`` is ``forward()`` then unmolding to matterport's result dicts (full
   ``(H, W, N)`` masks); ``detect_compact()`` the same with each mask kept inside
-  its box (``mrcnn.results.CompactMasks``), which the app and the service use.
+  its box (``mrcnn.results.CompactMasks``), which the app and the service use, plus
+  each detection's RoI and class probabilities.
 """
 from __future__ import annotations
 
@@ -21,7 +27,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -30,18 +35,20 @@ import tensorflow as tf
 
 from mrcnn.anchors import get_anchors
 from mrcnn.backbone import feature_pyramid, resnet
+from mrcnn.compiled_steps import STAGES, NetworkOutputs, Timings, compile_steps  # noqa: F401
 from mrcnn.config import CocoConfig, Config
 from mrcnn.folded import FoldedNetwork
 from mrcnn.heads import Heads, build_rpn_model
-from mrcnn.layers import DetectionLayer, ProposalLayer, detect_batch
-from mrcnn.molding import mold, unmold_detections, unmold_detections_compact
+from mrcnn.layers import DetectionLayer, ProposalLayer
+from mrcnn.molding import compact_masks, mold, unmold_boxes, unmold_detections
 from mrcnn.pixels import to_rgb_array
 
-#: The intermediate tensors of a run, in network order.
-STAGES = ("C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6", "rpn_probs", "rpn_deltas",
-          "proposals", "class_probs", "class_deltas")
-RUNTIME_SETTINGS = {"DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD",
-                    "DETECTION_MAX_INSTANCES", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM"}
+DETECTION_SETTINGS = {"DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD",
+                      "DETECTION_MAX_INSTANCES"}
+#: Settings detect() and forward() take per call.
+RUNTIME_SETTINGS = DETECTION_SETTINGS | {"IMAGE_MIN_DIM", "IMAGE_MAX_DIM"}
+#: Settings heads_from_pyramid() takes per call (the feature maps fix the image size).
+HEADS_SETTINGS = DETECTION_SETTINGS | {"RPN_NMS_THRESHOLD", "POST_NMS_ROIS_INFERENCE"}
 
 
 def configure_devices() -> str:
@@ -56,33 +63,6 @@ def configure_devices() -> str:
         details = tf.config.experimental.get_device_details(gpus[0])
         return f"GPU ({details.get('device_name', gpus[0].name)})"
     return f"CPU ({os.cpu_count()} cores)"
-
-
-@dataclass
-class Timings:
-    """Seconds spent in each step of the last ``detect()`` call."""
-    mold: float = 0.0
-    network: float = 0.0
-    masks: float = 0.0
-    unmold: float = 0.0
-    input_shape: tuple = ()   # (h, w) the network saw
-
-    def as_dict(self) -> dict:
-        return {"mold": self.mold, "network": self.network, "masks": self.masks,
-                "unmold": self.unmold}
-
-
-@dataclass
-class NetworkOutputs:
-    """What one batch through the network computed, in the molded frame (before unmolding)."""
-    config: Config                 # the config of this run (overrides applied)
-    molded: list                   # MoldedImage per image
-    metas: np.ndarray              # (B, IMAGE_META_SIZE) float32
-    anchors: np.ndarray            # (A, 4) normalised
-    stages: dict                   # STAGES name -> tf.Tensor (batch first)
-    detections: np.ndarray         # (B, DETECTION_MAX_INSTANCES, 6) normalised, zero-padded
-    masks: np.ndarray              # (B, n, 28, 28) soft mask of each detection's own class
-    timings: Timings
 
 
 class MaskRCNN:
@@ -154,41 +134,14 @@ class MaskRCNN:
                              "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6}
         self.folded = FoldedNetwork(self)
 
-        spec_image = tf.TensorSpec([None, None, None, channels], tf.float32)
-        spec_meta = tf.TensorSpec([None, cfg.IMAGE_META_SIZE], tf.float32)
-        spec_boxes = tf.TensorSpec([None, None, 4], tf.float32)
-        spec_map = tf.TensorSpec([None, None, None, cfg.TOP_DOWN_PYRAMID_SIZE], tf.float32)
-        scalar = tf.TensorSpec([], tf.float32)
+        self._compiled = steps = compile_steps(cfg, self.folded, proposal_layer)
 
-        @tf.function(input_signature=[spec_image, spec_meta, spec_boxes])
-        def classify_step(images, metas, anchors):
-            """Molded images -> every stage up to the classified RoIs, by name (STAGES)."""
-            net = self.folded
-            c_maps = net.backbone(images)
-            p_maps = net.pyramid(*c_maps)
-            rpn_probs, rpn_deltas = net.rpn(p_maps)
-            proposals = proposal_layer(rpn_probs, rpn_deltas, anchors)
-            class_probs, class_deltas = net.classifier(proposals, metas, p_maps[:4])
-            return dict(zip(STAGES, (*c_maps, *p_maps, rpn_probs, rpn_deltas, proposals,
-                                     class_probs, class_deltas)))
+        def detections_alone(*args):
+            """The detection step without its RoI indices: (B, D, 6)."""
+            return steps.detections(*args)[0]
 
-        @tf.function(input_signature=[spec_boxes, tf.TensorSpec([None, None, cfg.NUM_CLASSES]),
-                                      tf.TensorSpec([None, None, cfg.NUM_CLASSES, 4]), spec_meta,
-                                      scalar, scalar, tf.TensorSpec([], tf.int32)])
-        def detections_step(rois, probs, deltas, metas, min_confidence, nms_threshold,
-                            max_instances):
-            return detect_batch(rois, probs, deltas, metas, cfg.BBOX_STD_DEV, min_confidence,
-                                nms_threshold, max_instances)
-
-        @tf.function(input_signature=[spec_boxes, tf.TensorSpec([], tf.int32), spec_meta,
-                                      tf.TensorSpec([None, None], tf.int32)] + [spec_map] * 4)
-        def masks_step(slots, count, metas, class_ids, p2, p3, p4, p5):
-            masks = self.folded.masks(slots, count, metas, [p2, p3, p4, p5])
-            # (B, N, h, w, C) -> the channel of each detection's own class: (B, N, h, w)
-            masks = tf.transpose(masks, [0, 1, 4, 2, 3])
-            return tf.gather(masks, class_ids, axis=2, batch_dims=2)
-
-        self._steps = (classify_step, detections_step, masks_step)
+        # detect()'s three steps as callers outside the model use them
+        self._steps = (steps.classify, detections_alone, steps.masks)
 
     # ---------------------------------------------------------------- weights
     def load_weights(self, path, by_name=True, exclude=()):
@@ -227,17 +180,17 @@ class MaskRCNN:
         metas = np.stack([m.meta for m in molded]).astype(np.float32)
         return batch, metas, molded
 
-    def with_overrides(self, **overrides) -> Config:
+    def with_overrides(self, allowed=RUNTIME_SETTINGS, **overrides) -> Config:
         """A copy of the config with some run-time settings changed.
 
-        Allowed: DETECTION_MIN_CONFIDENCE, DETECTION_NMS_THRESHOLD,
+        Allowed (``RUNTIME_SETTINGS``): DETECTION_MIN_CONFIDENCE, DETECTION_NMS_THRESHOLD,
         DETECTION_MAX_INSTANCES, IMAGE_MIN_DIM, IMAGE_MAX_DIM. None of them needs a
         new graph: the compiled steps take them as inputs or are shape-agnostic.
         """
-        unknown = set(overrides) - RUNTIME_SETTINGS
+        unknown = set(overrides) - set(allowed)
         if unknown:
             raise ValueError(f"Cannot change {sorted(unknown)} at run time; "
-                             f"allowed: {sorted(RUNTIME_SETTINGS)}.")
+                             f"allowed: {sorted(allowed)}.")
         config = copy.copy(self.config)
         for key, value in overrides.items():
             if value is not None:
@@ -253,7 +206,7 @@ class MaskRCNN:
         teaching page reads them, ``detect()`` only unmolds the detections and masks.
         """
         config = self.with_overrides(**overrides)
-        classify_step, detections_step, masks_step = self._steps
+        classify_step = self._compiled.classify
         t0 = time.perf_counter()
         batch, metas, molded = self.mold_inputs(images, config)
         anchors = get_anchors(config, batch.shape[1:3])
@@ -261,11 +214,55 @@ class MaskRCNN:
         t1 = time.perf_counter()
         stages = classify_step(tf.constant(batch), metas_t, tf.constant(
             np.broadcast_to(anchors, (len(images),) + anchors.shape)))
-        detections = detections_step(
+        proposal_anchors = stages.pop("proposal_anchors").numpy()
+        return self._detect_and_mask(config, molded, metas, anchors, stages, proposal_anchors,
+                                     Timings(mold=t1 - t0, input_shape=tuple(batch.shape[1:3])),
+                                     t1)
+
+    def heads_from_pyramid(self, pyramid, objectness, rpn_deltas, anchors, metas, molded=(),
+                           **overrides) -> NetworkOutputs:
+        """The proposal layer and the heads again on an earlier run's feature maps.
+
+        pyramid: P2..P5 of that run, each (B, h, w, TOP_DOWN_PYRAMID_SIZE) float32;
+        objectness (B, A) its RPN foreground probabilities (``rpn_probs[..., 1]``);
+        rpn_deltas (B, A, 4); anchors (A, 4); metas (B, IMAGE_META_SIZE); molded is
+        passed through to the result for unmolding. ``overrides`` (``HEADS_SETTINGS``):
+        RPN_NMS_THRESHOLD, POST_NMS_ROIS_INFERENCE and the detection settings.
+        The backbone, FPN and RPN do not run. With the config's own settings the
+        result is ``forward()``'s bit for bit; with others it is what ``forward()``
+        of a model configured with them computes (``tests/test_what_if.py``).
+        ``stages`` holds P2..P5, rpn_deltas, proposals, class_probs, class_deltas.
+        """
+        config = self.with_overrides(HEADS_SETTINGS, **overrides)
+        if int(config.POST_NMS_ROIS_INFERENCE) < 1:
+            raise ValueError("POST_NMS_ROIS_INFERENCE must be at least 1.")
+        start = time.perf_counter()
+        pyramid = [tf.constant(p, tf.float32) for p in pyramid]
+        anchors = np.asarray(anchors, np.float32)
+        metas = np.asarray(metas, np.float32)
+        stages = self._compiled.heads(
+            tf.constant(objectness, tf.float32), tf.constant(rpn_deltas, tf.float32),
+            tf.constant(np.broadcast_to(anchors, (len(metas),) + anchors.shape)),
+            tf.constant(metas), *pyramid,
+            tf.constant(int(config.POST_NMS_ROIS_INFERENCE), tf.int32),
+            tf.constant(float(config.RPN_NMS_THRESHOLD), tf.float32))
+        proposal_anchors = stages.pop("proposal_anchors").numpy()
+        stages.update(zip(("P2", "P3", "P4", "P5"), pyramid))
+        stages["rpn_deltas"] = tf.constant(rpn_deltas, tf.float32)
+        return self._detect_and_mask(config, list(molded), metas, anchors, stages,
+                                     proposal_anchors, Timings(), start)
+
+    def _detect_and_mask(self, config, molded, metas, anchors, stages, proposal_anchors,
+                         timings, started) -> NetworkOutputs:
+        """The detection layer and the mask head on classified RoIs (``stages``)."""
+        detections_step, masks_step = self._compiled.detections, self._compiled.masks
+        metas_t = tf.constant(metas)
+        detections, detection_rois = detections_step(
             stages["proposals"], stages["class_probs"], stages["class_deltas"], metas_t,
             tf.constant(config.DETECTION_MIN_CONFIDENCE or 0.0, tf.float32),
             tf.constant(config.DETECTION_NMS_THRESHOLD, tf.float32),
-            tf.constant(config.DETECTION_MAX_INSTANCES, tf.int32)).numpy()
+            tf.constant(config.DETECTION_MAX_INSTANCES, tf.int32))
+        detections, detection_rois = detections.numpy(), detection_rois.numpy()
         t2 = time.perf_counter()
         count = int((detections[:, :, 4] > 0).sum(axis=1).max())
         if count:
@@ -274,11 +271,12 @@ class MaskRCNN:
                 tf.constant(detections[:, :count, 4].astype(np.int32)),
                 *(stages[name] for name in ("P2", "P3", "P4", "P5"))).numpy()
         else:
-            masks = np.zeros((len(images), 0) + tuple(config.MASK_SHAPE), np.float32)
-        t3 = time.perf_counter()
-        timings = Timings(mold=t1 - t0, network=t2 - t1, masks=t3 - t2,
-                          input_shape=tuple(batch.shape[1:3]))
-        return NetworkOutputs(config, molded, metas, anchors, stages, detections, masks, timings)
+            masks = np.zeros((len(metas), 0) + tuple(config.MASK_SHAPE), np.float32)
+        timings.network = t2 - started
+        timings.masks = time.perf_counter() - t2
+        return NetworkOutputs(config, molded, metas, anchors, stages, detections, masks,
+                              timings, proposal_anchors=proposal_anchors,
+                              detection_rois=detection_rois)
 
     def detect(self, images, verbose=0, **overrides):
         """Detect objects in a list of RGB images (any size).
@@ -289,37 +287,55 @@ class MaskRCNN:
         Keyword overrides (see ``with_overrides``) apply to this call only.
         ``verbose`` is accepted for matterport compatibility and ignored.
         """
-        return self._detect(images, overrides, unmold_detections)
+        return self._detect(images, overrides, compact=False)
 
     def detect_compact(self, images, **overrides):
-        """``detect()`` with ``masks`` as :class:`mrcnn.results.CompactMasks`.
+        """``detect()`` with ``masks`` as :class:`mrcnn.results.CompactMasks`, plus
+        where each detection came from.
 
         Each mask is kept inside its box (``masks.windows`` equals ``rois``) as COCO
         RLE: the same pixels as ``detect()``'s masks (``masks.stack()`` gives them),
         in kilobytes instead of H*W bytes per object, and without building the
-        full-frame stack at all.
+        full-frame stack at all. Two more keys: ``roi_indices`` (N,) int32, the RoI
+        (row of the proposals) each detection refined, and ``class_probs``
+        (N, NUM_CLASSES) float32, that RoI's softmax from the classifier head
+        (``class_probs[i, class_ids[i]] == scores[i]``).
         """
-        return self._detect(images, overrides, unmold_detections_compact)
+        return self._detect(images, overrides, compact=True)
 
-    def _detect(self, images, overrides, unmold) -> list[dict]:
+    def _detect(self, images, overrides, compact: bool) -> list[dict]:
         if len(images) == 0:
             return []
         outputs = self.forward(images, **overrides)
         start = time.perf_counter()
-        results = []
-        for i, m in enumerate(outputs.molded):
-            rois, class_ids, scores, masks = unmold(
-                outputs.detections[i], outputs.masks[i], m.original_shape, m.image.shape,
-                m.window)
-            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
-                            "masks": masks})
+        results = [self.unmold_image(outputs, i, compact) for i in range(len(outputs.molded))]
         outputs.timings.unmold = time.perf_counter() - start
         self.last_timings = outputs.timings
         return results
 
+    @staticmethod
+    def unmold_image(outputs: NetworkOutputs, i: int, compact: bool = True) -> dict:
+        """Image ``i`` of a run as ``detect_compact()``'s dict (``compact``) or ``detect()``'s."""
+        m = outputs.molded[i]
+        if not compact:
+            rois, class_ids, scores, masks = unmold_detections(
+                outputs.detections[i], outputs.masks[i], m.original_shape, m.image.shape,
+                m.window)
+            return {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
+        rows, rois, class_ids, scores = unmold_boxes(
+            outputs.detections[i], m.original_shape, m.image.shape, m.window)
+        roi_indices = outputs.detection_rois[i, rows]
+        return {"rois": rois, "class_ids": class_ids, "scores": scores,
+                "masks": compact_masks(outputs.masks[i], rows, rois, m.original_shape),
+                "roi_indices": roi_indices,
+                "class_probs": np.asarray(outputs.stages["class_probs"][i]).take(
+                    roi_indices, axis=0).astype(np.float32)}
+
     def trace_count(self) -> int:
-        """Graphs traced by the compiled steps so far (3 after the first call, for good)."""
-        return sum(step.experimental_get_tracing_count() for step in self._steps)
+        """Graphs traced by the compiled steps so far (3 after the first ``detect()``,
+        one more after the first ``heads_from_pyramid()``, for good)."""
+        return sum(step.experimental_get_tracing_count()
+                   for step in self._compiled)
 
 
 def load_model(weights_path=None, config=None, exclude=()) -> MaskRCNN:

@@ -178,6 +178,14 @@ def unmold_boxes(detections, original_image_shape, image_shape, window):
             detections[rows, 5].astype(np.float32))
 
 
+def compact_masks(masks, rows, boxes, original_image_shape) -> CompactMasks:
+    """The soft masks of detection ``rows`` stretched over their unmolded ``boxes``
+    and cut at 0.5, each kept inside its box (what :func:`unmold_detections_compact` returns)."""
+    crops = [mask_in_box(masks[row], y2 - y1, x2 - x1)
+             for row, (y1, x1, y2, x2) in zip(rows, boxes)]
+    return CompactMasks.from_crops(original_image_shape[:2], boxes, crops)
+
+
 def unmold_detections_compact(detections, masks, original_image_shape, image_shape, window):
     """:func:`unmold_detections` with each mask kept inside its box (:class:`CompactMasks`).
 
@@ -186,10 +194,8 @@ def unmold_detections_compact(detections, masks, original_image_shape, image_sha
     """
     rows, boxes, class_ids, scores = unmold_boxes(
         detections, original_image_shape, image_shape, window)
-    crops = [mask_in_box(masks[row], y2 - y1, x2 - x1)
-             for row, (y1, x1, y2, x2) in zip(rows, boxes)]
     return (boxes, class_ids, scores,
-            CompactMasks.from_crops(original_image_shape[:2], boxes, crops))
+            compact_masks(masks, rows, boxes, original_image_shape))
 
 
 def unmold_detections(detections, masks, original_image_shape, image_shape, window):

@@ -15,11 +15,14 @@ from functools import cached_property
 import numpy as np
 from pycocotools import mask as mask_utils
 
-__all__ = ["PER_DETECTION_KEYS", "CompactMasks", "empty_result", "filter_detections",
+__all__ = ["PER_DETECTION_KEYS", "PROVENANCE_KEYS", "CompactMasks", "empty_result", "filter_detections",
            "kept_indices", "mask_areas", "num_detections", "take_masks"]
 
 #: Keys whose arrays have one entry per detection along axis 0.
 PER_DETECTION_KEYS = ("rois", "class_ids", "scores")
+#: Per-detection keys of ``detect_compact()`` in this process only (the service's answers
+#: lack them): ``roi_indices`` (N,) int32 and ``class_probs`` (N, NUM_CLASSES) float32.
+PROVENANCE_KEYS = ("roi_indices", "class_probs")
 
 
 def num_detections(result: dict) -> int:
@@ -80,7 +83,7 @@ def filter_detections(result: dict, min_score: float = 0.0,
     index = kept_indices(result, min_score, class_ids)
     out = {}
     for key, value in result.items():
-        if key in PER_DETECTION_KEYS:
+        if key in PER_DETECTION_KEYS or key in PROVENANCE_KEYS:
             out[key] = np.asarray(value)[index].copy()
         elif key == "masks" and isinstance(value, CompactMasks):
             out[key] = value.take(index)
