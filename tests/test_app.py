@@ -457,3 +457,33 @@ def test_selecting_a_table_row_or_a_cutout_opens_that_objects_card(app_env, phot
     at.slider(key="min_score").set_value(1.0)
     at.run()
     assert card_title(at) is None
+
+
+# ------------------------------------------------------- limits for a public host
+
+def test_public_host_limits_each_answer_with_one_sentence(app_env, photos, monkeypatch):
+    """MRCNN_MAX_PIXELS refuses a larger upload, MRCNN_MAX_RUN_ALL caps Run all (the
+    rest of the page goes on), set here in the environment as a host would."""
+    monkeypatch.setenv("MRCNN_MAX_PIXELS", "100000")
+    monkeypatch.setenv("MRCNN_MAX_RUN_ALL", "1")
+    at = open_app()
+    small = np.ascontiguousarray(photos["coffee"][:200, :300])       # 60,000 pixels
+    at.file_uploader(key="uploads").set_value([
+        ("cat.jpg", jpeg(photos["chelsea"]), "image/jpeg"),            # 135,300 pixels
+        ("cup.jpg", jpeg(small), "image/jpeg")])
+    at.run()
+    assert_healthy(at)
+    (refused,) = error_texts(at)
+    assert refused.startswith("**cat.jpg**") and "100,000 pixels" in refused
+    assert object_count(at) > 0                                        # cup.jpg is shown
+
+    at.button(key="sample-chelsea").click()                            # a second picture
+    at.run()
+    assert at.button(key="run_all").label == "Run all 1 images"
+    at.button(key="run_all").click()
+    at.run()
+    assert_healthy(at)
+    assert any("at most 1 images per Run all" in w.value for w in at.warning)
+    with zipfile.ZipFile(io.BytesIO(at.session_state["bundle"]["zip"])) as archive:
+        listing = json.loads(archive.read("images.json"))
+    assert [entry["file_name"] for entry in listing] == ["cup.jpg"]
