@@ -24,7 +24,7 @@ from mrcnn.config import CocoConfig
 from mrcnn.draw.overlay import cutout_from_crop, draw_detections, label_text, palette, to_png_bytes
 from mrcnn.export.bundle import cutout_filename, cutouts_zip
 from mrcnn.export.coco import coco_results
-from mrcnn.results import PER_DETECTION_KEYS, kept_indices
+from mrcnn.results import PER_DETECTION_KEYS, PROVENANCE_KEYS, kept_indices
 from mrcnn.serve.backends import DetectionReport
 from studio.exports_ui import annotation_exports
 from studio.inspector_ui import (TABLE_KEY, choose, clickable_overlay, highlighted, inspected,
@@ -144,7 +144,8 @@ class StoredRun:
 
     @property
     def nbytes(self) -> int:
-        arrays = sum(np.asarray(self.result[k]).nbytes for k in PER_DETECTION_KEYS)
+        arrays = sum(np.asarray(self.result[k]).nbytes
+                     for k in PER_DETECTION_KEYS + PROVENANCE_KEYS if k in self.result)
         return int(self.result["masks"].nbytes + arrays
                    + sum(len(png) for png in self.cutouts.values()) + 4096)
 
@@ -173,7 +174,8 @@ def shown_detections(run: StoredRun, view: ViewSettings) -> tuple[dict, np.ndarr
     """(filtered result, indices of its objects in the run) for the view's filters."""
     result = run.result
     kept = kept_indices(result, view.min_score, view.class_ids)
-    shown = {key: result[key][kept] for key in PER_DETECTION_KEYS}
+    shown = {key: result[key][kept] for key in PER_DETECTION_KEYS + PROVENANCE_KEYS
+             if key in result}
     shown["masks"] = result["masks"].take(kept)
     return shown, kept
 

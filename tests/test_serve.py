@@ -111,6 +111,32 @@ def test_config_overrides_rebuild_the_same_config():
         ServiceSettings.from_args({"weight": "typo.h5"})
 
 
+def test_the_json_codec_round_trips_detections_and_their_top_classes():
+    from mrcnn.results import CompactMasks
+    from mrcnn.serve.protocol import TOP_CLASSES, decode_detections
+    masks = np.zeros((30, 40, 2), bool)
+    masks[2:10, 3:20, 0] = True
+    masks[15:28, 5:9, 1] = True
+    masks[20:22, 30:35, 1] = True                      # a mask in two parts
+    probabilities = np.array([[0.05, 0.7, 0.2, 0.05], [0.1, 0.0, 0.3, 0.6]], np.float32)
+    result = {"rois": np.array([[2, 3, 10, 20], [15, 5, 28, 35]], np.int32),
+              "class_ids": np.array([1, 3], np.int32),
+              "scores": np.array([0.7, 0.6], np.float32),
+              "masks": CompactMasks.from_full(masks), "class_probs": probabilities}
+    names = ["BG", "a", "b", "c"]
+    encoded = detections_json(result, names, (30, 40))
+    assert [d["class_name"] for d in encoded] == ["a", "c"]
+    assert encoded[1]["top_classes"] == [[3, pytest.approx(0.6)], [2, pytest.approx(0.3)],
+                                         [0, pytest.approx(0.1)], [1, 0.0]][:TOP_CLASSES]
+    decoded = decode_detections(json.loads(json.dumps(encoded)), (30, 40))
+    np.testing.assert_array_equal(decoded["masks"].stack(), masks)
+    np.testing.assert_array_equal(decoded["rois"], result["rois"])
+    np.testing.assert_allclose(decoded["class_probs"], probabilities)
+    without = decode_detections([{k: v for k, v in d.items() if k != "top_classes"}
+                                 for d in encoded], (30, 40))
+    assert "class_probs" not in without
+
+
 class _Flaky(BaseHTTPRequestHandler):
     """503 for the first ``failures`` POSTs, then a valid empty answer; 413 for /big."""
     failures = 2

@@ -3,9 +3,13 @@
 Both sides import this module and nothing of each other. No Ray, no TensorFlow.
 
 The answer of ``POST /detect`` carries detections as ``[{"class_id",
-"class_name", "score", "box": [y1, x1, y2, x2], "mask": COCO RLE}]``, best
-score first (:func:`encode_detections`); :func:`decode_detections` turns that
-list back into a result dict with :class:`~mrcnn.results.CompactMasks`.
+"class_name", "score", "box": [y1, x1, y2, x2], "mask": COCO RLE,
+"top_classes": [[class_id, probability], ...]}]``, best score first
+(:func:`encode_detections`; ``top_classes`` are the classifier head's
+``TOP_CLASSES`` most likely classes, when the model reports them);
+:func:`decode_detections` turns that list back into a result dict with
+:class:`~mrcnn.results.CompactMasks` (and ``class_probs`` holding those
+probabilities, zero elsewhere).
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from mrcnn.export.coco import encode_masks
 from mrcnn.results import CompactMasks
 
 __all__ = ["APP_NAME", "DEPLOYMENT_NAME", "MODEL_STEPS", "QUERY_SETTINGS", "REPLICA_HEADER",
-           "RETRYABLE_STATUSES", "SETTING_PARAMETERS", "TOKEN_ENV", "URL_ENV", "worth_retrying",
+           "RETRYABLE_STATUSES", "SETTING_PARAMETERS", "TOP_CLASSES", "TOKEN_ENV", "URL_ENV",
+           "worth_retrying",
            "decode_detections", "encode_detections", "encode_png", "parse_detect_query",
            "query_parameters",
            "read_token", "token_digest", "token_matches"]
@@ -41,6 +46,8 @@ SETTING_PARAMETERS = {"DETECTION_MIN_CONFIDENCE": "min_confidence",
                       "IMAGE_MAX_DIM": "image_max_dim"}
 #: POST /detect's query parameters, and the config settings they override.
 QUERY_SETTINGS = {query: setting for setting, query in SETTING_PARAMETERS.items()}
+#: How many of each detection's most likely classes the answer carries.
+TOP_CLASSES = 4
 #: Server-side steps reported in ``timings_ms``, in the order the page lists them.
 MODEL_STEPS = ("mold", "network", "masks", "unmold")
 #: Answers worth another try: a gateway that lost its replica, a full queue, too many requests.
@@ -139,13 +146,19 @@ def encode_detections(result: dict, class_names, image_size=None) -> list[dict]:
     scores = np.asarray(result["scores"]).reshape(-1)
     rles = encode_masks(masks)
     order = np.argsort(-scores.astype(np.float64), kind="stable")
-    return [{
-        "class_id": int(class_ids[i]),
-        "class_name": class_name(class_names, class_ids[i]),
-        "score": float(scores[i]),
-        "box": [int(v) for v in rois[i]],
-        "mask": rles[i],
-    } for i in order]
+    probabilities = result.get("class_probs")
+    detections = []
+    for i in order:
+        detection = {"class_id": int(class_ids[i]),
+                     "class_name": class_name(class_names, class_ids[i]),
+                     "score": float(scores[i]),
+                     "box": [int(v) for v in rois[i]],
+                     "mask": rles[i]}
+        if probabilities is not None:
+            best = np.argsort(-probabilities[i], kind="stable")[:TOP_CLASSES]
+            detection["top_classes"] = [[int(c), float(probabilities[i][c])] for c in best]
+        detections.append(detection)
+    return detections
 
 
 def decode_detections(detections: list[dict], image_size) -> dict:
@@ -156,10 +169,18 @@ def decode_detections(detections: list[dict], image_size) -> dict:
     from mrcnn.export.coco import decode_mask
     height, width = (int(v) for v in image_size)
     count = len(detections)
-    return {
+    result = {
         "rois": np.array([d["box"] for d in detections], dtype=np.int32).reshape(count, 4),
         "class_ids": np.array([d["class_id"] for d in detections], dtype=np.int32),
         "scores": np.array([d["score"] for d in detections], dtype=np.float32),
         "masks": CompactMasks.from_masks((height, width),
                                          (decode_mask(d["mask"]) for d in detections)),
     }
+    if detections and all("top_classes" in d for d in detections):
+        classes = 1 + max(int(c) for d in detections for c, _ in d["top_classes"])
+        probabilities = np.zeros((count, classes), np.float32)
+        for i, detection in enumerate(detections):
+            for class_id, probability in detection["top_classes"]:
+                probabilities[i, int(class_id)] = probability
+        result["class_probs"] = probabilities
+    return result
