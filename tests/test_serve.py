@@ -137,6 +137,25 @@ def test_the_json_codec_round_trips_detections_and_their_top_classes():
     assert "class_probs" not in without
 
 
+def test_serving_beyond_this_machine_without_a_token_is_warned_about(tmp_path):
+    """``--host 0.0.0.0`` without MRCNN_SERVE_TOKEN prints a warning (here the missing
+    weights then stop it before Ray starts)."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "MRCNN_SERVE_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "mrcnn.serve", "--host", "0.0.0.0",
+                           "--weights", str(tmp_path / "missing.h5")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "warning: serving on 0.0.0.0 without a token" in done.stderr
+    assert "MRCNN_SERVE_TOKEN" in done.stderr and "No weights file" in done.stderr
+    env["MRCNN_SERVE_TOKEN"] = "a-token"
+    done = subprocess.run([sys.executable, "-m", "mrcnn.serve", "--host", "0.0.0.0",
+                           "--weights", str(tmp_path / "missing.h5")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "warning" not in done.stderr
+
+
 class _Flaky(BaseHTTPRequestHandler):
     """503 for the first ``failures`` POSTs, then a valid empty answer; 413 for /big."""
     failures = 2
