@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from PIL import Image  # noqa: E402
 from mrcnn.classes import COCO_CLASS_NAMES  # noqa: E402
 from mrcnn.draw.overlay import cutout_from_crop, draw_detections, palette, to_png_bytes  # noqa: E402
 from mrcnn.results import filter_detections, mask_areas  # noqa: E402
+from mrcnn.testing.machine import cpu_name  # noqa: E402
 
 SIDE = 1024
 LOW_THRESHOLD = 0.1
@@ -47,14 +47,6 @@ GALLERY_LIMIT = 40
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def photo_1024() -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from mrcnn.testing.browser import launch_chromium, streamlit_app
+from mrcnn.testing.machine import cpu_name
 
 UPLOADER = '[data-testid="stFileUploaderDropzoneInput"]'
 GALLERY = '.st-key-gallery [data-testid="stImage"]'
@@ -45,11 +46,6 @@ SETTLED = """(threshold) => {
 }"""
 
 
-def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def photos(count: int, folder: Path) -> list[tuple[Path, tuple[int, int]]]:

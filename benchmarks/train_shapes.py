@@ -1,0 +1,133 @@
+"""Train Mask R-CNN on generated shapes on this machine's CPU and measure its COCO mAP.
+
+Trains ``ShapesConfig`` (ResNet-50 FPN, 128 px) from scratch (Keras' initialisers,
+then BatchNorm statistics calibrated on training images) or from a generated
+weights file, with matterport's ``model.train()``: ``--epochs`` epochs of
+``--steps`` steps, the learning rate divided by 10 for the last ``--low-lr-epochs``.
+Then it evaluates on 200 held-out generated images with pycocotools' COCOeval
+(mask and box) and prints, last, one JSON line:
+
+    {"map50_segm", "map_segm", "map50_bbox", "map_bbox", "train_minutes", "steps",
+     "weights", "config", ...}
+
+``train_minutes`` counts calibration and training (checkpoints included), not the
+model build or the evaluation. ``--curve`` also evaluates every epoch's checkpoint
+afterwards (outside the timed part) and adds mAP against training minutes.
+
+    python benchmarks/train_shapes.py [--epochs 12] [--steps 50] [--curve]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CONFIG = "mrcnn.training.shapes:ShapesConfig"
+TRAIN_SEED, VAL_SEED, EVAL_SEED = 1, 2, 3
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--init", choices=["scratch", "generated"], default="scratch")
+    parser.add_argument("--layers", default="all")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
+    parser.add_argument("--images-per-step", type=int, default=None,
+                        help="IMAGES_PER_GPU (default: ShapesConfig's)")
+    parser.add_argument("--lr", type=float, default=None, help="default: ShapesConfig's")
+    parser.add_argument("--low-lr-epochs", type=int, default=2,
+                        help="last epochs trained at lr / 10")
+    parser.add_argument("--train-images", type=int, default=10000)
+    parser.add_argument("--eval-images", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--curve", action="store_true",
+                        help="evaluate every epoch's checkpoint too (after training)")
+    parser.add_argument("--out", default=None, help="log folder (default: a temporary one)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a ShapesConfig setting, e.g. --set TRAIN_ROIS_PER_IMAGE=64")
+    args = parser.parse_args()
+
+    import keras
+
+    from mrcnn.model import MaskRCNN
+    from mrcnn.training.calibration import calibrate_batchnorm
+    from mrcnn.training.evaluate import coco_map
+    from mrcnn.training.shapes import ShapesConfig, ShapesDataset
+
+    overrides = {"STEPS_PER_EPOCH": args.steps}
+    for item in args.set:
+        name, _, text = item.partition("=")
+        overrides[name] = ast.literal_eval(text)
+    if args.images_per_step:
+        overrides["IMAGES_PER_GPU"] = args.images_per_step
+    if args.lr:
+        overrides["LEARNING_RATE"] = args.lr
+    config = type("BenchmarkShapesConfig", (ShapesConfig,), overrides)()
+    out = Path(args.out or tempfile.mkdtemp(prefix="train_shapes_"))
+
+    def shapes(count, seed):
+        dataset = ShapesDataset()
+        dataset.load_shapes(count, config.IMAGE_MAX_DIM, config.IMAGE_MAX_DIM, seed=seed)
+        dataset.prepare()
+        return dataset
+
+    train_set, val_set, eval_set = (shapes(args.train_images, TRAIN_SEED), shapes(50, VAL_SEED),
+                                    shapes(args.eval_images, EVAL_SEED))
+    load = os.getloadavg()
+    keras.utils.set_random_seed(args.seed)
+    model = MaskRCNN(mode="training", config=config, model_dir=out)
+
+    started = time.perf_counter()
+    if args.init == "generated":
+        from mrcnn.testing.synthetic_weights import generate_model_weights
+        model.load_weights(generate_model_weights(model.keras_model, out / "generated.h5",
+                                                  seed=args.seed))
+    calibrate_batchnorm(model, train_set, images=32, seed=args.seed)
+    marks = [("calibrated", time.perf_counter() - started)]
+
+    class Clock:
+        def on_epoch_end(self, epoch, logs):
+            marks.append((logs["checkpoint"], time.perf_counter() - started))
+
+    high = max(args.epochs - args.low_lr_epochs, 1)
+    model.train(train_set, val_set, config.LEARNING_RATE, epochs=high, layers=args.layers,
+                custom_callbacks=[Clock()], seed=args.seed)
+    if args.epochs > high:
+        model.train(train_set, val_set, config.LEARNING_RATE / 10, epochs=args.epochs,
+                    layers=args.layers, custom_callbacks=[Clock()], seed=args.seed + 1)
+    train_minutes = (time.perf_counter() - started) / 60
+    weights = marks[-1][0]
+
+    evaluated = time.perf_counter()
+    scores = coco_map(model, eval_set)
+    evaluate_seconds = time.perf_counter() - evaluated
+    result = {**{k: round(v, 4) for k, v in scores.items() if k.startswith("map")},
+              "train_minutes": round(train_minutes, 2), "steps": args.epochs * args.steps,
+              "images_seen": args.epochs * args.steps * config.BATCH_SIZE,
+              "epochs": args.epochs, "layers": args.layers, "init": args.init,
+              "learning_rate": config.LEARNING_RATE, "batch_size": config.BATCH_SIZE,
+              "eval_images": args.eval_images, "detections": scores["detections"],
+              "eval_seconds": round(evaluate_seconds, 1), "load_average_at_start": load,
+              "cpus": os.cpu_count(), "overrides": args.set, "weights": str(weights),
+              "config": CONFIG}
+    if args.curve:
+        inference = MaskRCNN(config)
+        curve = []
+        for path, seconds in marks[1:]:
+            inference.load_weights(path)
+            point = coco_map(inference, eval_set)
+            curve.append({"minutes": round(seconds / 60, 2), "map50_segm": round(point["map50_segm"], 4),
+                          "map50_bbox": round(point["map50_bbox"], 4)})
+            print(json.dumps(curve[-1]), flush=True)
+        result["curve"] = curve
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
