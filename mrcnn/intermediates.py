@@ -1,19 +1,20 @@
 """Every stage of one Mask R-CNN run on one image, as plain numpy arrays.
 
 ``compute_intermediates(model, image)`` runs the network once, through the very
-computation ``model.detect()`` uses (the engine's BatchNorm-folded network
-``model.folded``, its proposal layer ``ROI``, then ``detect()``'s own compiled
-detection and mask steps), but keeps what ``detect()`` throws away: C2..C5,
-P2..P6, RPN objectness and deltas, proposals, class probabilities and deltas, the raw detections and the
-28x28 soft masks. Its final detections therefore equal ``model.detect([image])``
-bit for bit. Everything the "How it works" page shows is derived from that one
-run in numpy and kept in an :class:`Inspection` (no TensorFlow tensors inside, so
-it pickles and caches).
+computation ``model.detect()`` uses (``model.forward()``), but keeps what
+``detect()`` throws away: C2..C5, P2..P6, RPN objectness and deltas, proposals
+and the anchor each grew from, class probabilities and deltas, the raw
+detections and the RoI each refined, the 28x28 soft masks. Its final detections
+therefore equal ``model.detect([image])`` bit for bit. Everything the "How it
+works" page shows is derived from that one run in numpy and kept in an
+:class:`Intermediates` (no TensorFlow tensors inside, so it pickles and caches),
+with P2..P5 themselves, so the proposal layer and the heads can run again on
+them with other settings (``mrcnn.what_if``) without the backbone.
 
-The helpers after it (IoU, NMS, detections at another threshold, anchors at a
-point, the level formula) are pure numpy, so a page control that changes only a
-picture never touches the network; the pictures themselves are drawn by
-:mod:`mrcnn.draw.figures`. TensorFlow is imported only by ``compute_intermediates``.
+The numpy explanations of the stages (IoU, NMS, detections at another threshold,
+anchors at a point, the level formula) are in :mod:`mrcnn.explain`; the pictures
+are drawn by :mod:`mrcnn.draw.figures`. TensorFlow is imported only by
+``compute_intermediates``.
 
 Coordinates: "normalised" boxes are [y1, x1, y2, x2] in the molded frame divided
 by (H-1, W-1) after the (0, 0, 1, 1) shift, as the network uses them; pixel boxes
@@ -29,13 +30,20 @@ import numpy as np
 
 from mrcnn.anchors import backbone_shapes, denorm_boxes, norm_boxes
 from mrcnn.classes import class_name, class_names_for
+from mrcnn.explain import (FEATURE_STRIDES, RPN_LEVELS, anchors_at, detections_at, image_patch,
+                           intersection, iou, level_formula, nms, objectness_maps,
+                           paste_soft_mask)
 from mrcnn.pixels import to_rgb_array
-from mrcnn.molding import sk_resize, unmold_boxes, unmold_detections
+from mrcnn.molding import unmold_boxes, unmold_detections
+
+# The explanations stay importable from here, where they lived first.
+__all__ = ["FEATURE_NAMES", "FEATURE_STRIDES", "HEAD_MAPS", "RPN_LEVELS", "Intermediates",
+           "anchor_counts", "anchors_at", "compute_intermediates", "detections_at",
+           "image_patch", "intersection", "iou", "level_formula", "nms", "objectness_maps",
+           "paste_soft_mask"]
 
 FEATURE_NAMES = ("C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6")
-FEATURE_STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32,
-                   "P2": 4, "P3": 8, "P4": 16, "P5": 32, "P6": 64}
-RPN_LEVELS = ("P2", "P3", "P4", "P5", "P6")
+HEAD_MAPS = ("P2", "P3", "P4", "P5")     # what RoI align reads; kept for reruns of the heads
 CROP_COUNT = 6
 TRAINING_POSITIVE_IOU = 0.5   # a training RoI is positive (foreground) when IoU >= 0.5
 
@@ -62,19 +70,24 @@ class Intermediates:
     anchors: np.ndarray             # (A, 4) float32 normalised, get_anchors order
     # 4. RPN
     objectness: np.ndarray          # (A,) float32 foreground probability of each anchor
+    rpn_deltas: np.ndarray          # (A, 4) float32 the RPN's raw deltas of each anchor
     pre_nms_anchor_ids: np.ndarray  # (K,) anchors with the highest objectness, best first
     pre_nms_scores: np.ndarray      # (K,)
     pre_nms_deltas: np.ndarray      # (K, 4) RPN deltas times RPN_BBOX_STD_DEV
     pre_nms_boxes: np.ndarray       # (K, 4) anchors refined by the deltas, clipped to [0, 1]
     nms_kept: np.ndarray            # (P,) indices into the K boxes that NMS kept, in order
     proposals: np.ndarray           # (R, 4) the proposal layer's output, zero-padded
-    proposal_count: int             # P: non-zero rows of ``proposals``
+    proposal_anchors: np.ndarray    # (P,) int32 the anchor each real proposal grew from (the run's)
+    proposal_count: int             # P: real (not padding) rows of ``proposals``
     rpn_nms_threshold: float
+    proposal_slots: int             # R: POST_NMS_ROIS_INFERENCE
     # 5. RoI align
     proposal_levels: np.ndarray     # (P,) pyramid level 2..5 of each real proposal
     crop_ids: np.ndarray            # (k,) proposals whose crops are kept
     crops_classifier: np.ndarray    # (k, 7, 7, C) float32
     crops_mask: np.ndarray          # (k, 14, 14, C) float32
+    pyramid: dict                   # HEAD_MAPS name -> (h, w, C) float32, the maps RoI align reads
+    image_meta: np.ndarray          # (IMAGE_META_SIZE,) float32, the network's image meta
     # 6. classifier and box heads
     class_probs: np.ndarray         # (R, num_classes) softmax of every RoI
     roi_class_ids: np.ndarray       # (R,) argmax class
@@ -86,12 +99,17 @@ class Intermediates:
     detection_nms_threshold: float
     detection_max_instances: int
     detections: np.ndarray          # (D, 6) normalised [y1, x1, y2, x2, class, score]
+    detection_rois: np.ndarray      # (D,) int32 the RoI each detection refined (the run's)
     # 7. masks and the final result, as detect() returns it
     soft_masks: np.ndarray          # (N, 28, 28) float32 sigmoid mask of each detection's class
     rois: np.ndarray                # (N, 4) int32 original-image pixels
     class_ids: np.ndarray           # (N,) int32
     scores: np.ndarray              # (N,) float32
     masks: np.ndarray               # (h, w, N) bool
+    roi_indices: np.ndarray         # (N,) int32 the RoI of each final detection
+    detection_levels: np.ndarray    # (N,) pyramid level the mask head read each box from
+    detection_crops_classifier: np.ndarray  # (N, 7, 7, C) its RoI's crop: the classifier's input
+    detection_crops_mask: np.ndarray        # (N, 14, 14, C) its box's crop: the mask head's input
     class_names: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
 
@@ -115,6 +133,15 @@ class Intermediates:
     def to_pixels(self, boxes) -> np.ndarray:
         """Normalised boxes (..., 4) to int32 pixels of the molded frame."""
         return denorm_boxes(np.asarray(boxes, np.float32), self.molded_shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory its arrays hold (P2 dominates: 64 MB of the ~100 MB at 1024x1024)."""
+        total = 0
+        for value in vars(self).values():
+            for item in (value.values() if isinstance(value, dict) else [value]):
+                total += getattr(item, "nbytes", 0)
+        return total
 
 
 # ---------------------------------------------------------------- the run
@@ -160,42 +187,51 @@ def compute_intermediates(model, image) -> Intermediates:
     detection_count = int((raw_detections[:, 4] > 0).sum())
     soft_masks = outputs.masks[0, :detection_count]
     detections = raw_detections[:detection_count]
+    detection_rois = outputs.detection_rois[0, :detection_count]
     maps = {name: stages[name][0].numpy() for name in FEATURE_NAMES}
     objectness = stages["rpn_probs"][0, :, 1].numpy()
     rpn_deltas = stages["rpn_deltas"][0].numpy()
     proposals = stages["proposals"][0].numpy()
+    proposal_count = int((outputs.proposal_anchors[0] >= 0).sum())
+    proposal_anchors = outputs.proposal_anchors[0, :proposal_count]
     class_probs = stages["class_probs"][0].numpy()
     class_deltas = stages["class_deltas"][0].numpy()
     ran = time.perf_counter()
 
-    # RPN: the proposal layer's steps again, on numpy copies of the same tensors.
+    # RPN: the boxes before NMS, which the run does not keep: the proposal layer's
+    # top_k order (lower index first among equals) and refinement on numpy copies,
+    # over all K rows as the layer does (TensorFlow's exp can differ in the last bit
+    # with a row's position). Which of them NMS kept is the run's own answer.
     pre_nms_limit = min(int(cfg.PRE_NMS_LIMIT), len(anchors))
-    top = np.argsort(-objectness, kind="stable")[:pre_nms_limit]   # top_k: lower index wins ties
+    top = np.argsort(-objectness, kind="stable")[:pre_nms_limit]
     pre_nms_scores = objectness[top]
     pre_nms_deltas = rpn_deltas[top] * np.asarray(cfg.RPN_BBOX_STD_DEV, np.float32)
-    pre_nms_anchors = anchors[top]
-    pre_nms_boxes = clip_boxes(apply_box_deltas(tf.constant(pre_nms_anchors),
+    pre_nms_boxes = clip_boxes(apply_box_deltas(tf.constant(anchors[top]),
                                                 tf.constant(pre_nms_deltas)),
                                tf.constant([0.0, 0.0, 1.0, 1.0])).numpy()
-    nms_kept = tf.image.non_max_suppression(
-        pre_nms_boxes, pre_nms_scores, int(cfg.POST_NMS_ROIS_INFERENCE),
-        float(cfg.RPN_NMS_THRESHOLD)).numpy()
-    proposal_count = int(np.any(proposals != 0, axis=1).sum())
+    rank = np.full(len(anchors), -1, np.int64)
+    rank[top] = np.arange(len(top))
+    nms_kept = rank[proposal_anchors]
 
     # RoI align: the level of every proposal, computed over all R rows as the classifier
     # does (TensorFlow's float32 log can differ in the last bit with the tensor's length),
-    # and a few crops through the heads' own RoI-align layers at those levels.
+    # and crops through the heads' own RoI-align layers at those levels: a few proposals
+    # for section 5, and every final detection's RoI (7x7) and box (14x14, its level over
+    # all detection slots, as the mask head computes it).
     meta = tf.constant(metas)
-    all_levels = model.heads.roi_align_classifier.levels(tf.constant(proposals[None]), meta)
+    roi_align_classifier, roi_align_mask = (model.heads.roi_align_classifier,
+                                            model.heads.roi_align_mask)
+    all_levels = roi_align_classifier.levels(tf.constant(proposals[None]), meta)
     levels = all_levels.numpy()[0, :proposal_count]
+    pyramid = [tf.constant(maps[name][None]) for name in HEAD_MAPS]
+
+    def crops(layer, boxes, box_levels):
+        return layer(tf.constant(boxes[None]), meta, pyramid,
+                     levels=tf.constant(box_levels[None]))[0].numpy()
+
     crop_ids = _choose_crops(levels)
-    pyramid = [tf.constant(maps[name][None]) for name in ("P2", "P3", "P4", "P5")]
-    crop_boxes = tf.constant(proposals[crop_ids][None])
-    crop_levels = tf.constant(levels[crop_ids][None])
-    crops_classifier = model.heads.roi_align_classifier(
-        crop_boxes, meta, pyramid, levels=crop_levels)[0].numpy()
-    crops_mask = model.heads.roi_align_mask(
-        crop_boxes, meta, pyramid, levels=crop_levels)[0].numpy()
+    crops_classifier = crops(roi_align_classifier, proposals[crop_ids], levels[crop_ids])
+    crops_mask = crops(roi_align_mask, proposals[crop_ids], levels[crop_ids])
 
     # Classifier: each RoI's best class and its refined box, as the detection layer does.
     roi_class_ids = np.argmax(class_probs, axis=1).astype(np.int32)
@@ -206,11 +242,17 @@ def compute_intermediates(model, image) -> Intermediates:
     roi_refined = clip_boxes(apply_box_deltas(tf.constant(proposals), tf.constant(roi_deltas)),
                              tf.constant(window_normalized)).numpy()
 
-    # Final detections, unmolded exactly as detect() does.
+    # Final detections, unmolded exactly as detect() does, and their RoI-align crops.
     rois, class_ids, scores, masks = unmold_detections(
         raw_detections, soft_masks, molded.original_shape, molded.image.shape, molded.window)
     kept = unmold_boxes(raw_detections, molded.original_shape, molded.image.shape,
                         molded.window)[0]
+    roi_indices = detection_rois[kept]
+    mask_levels = roi_align_mask.levels(tf.constant(raw_detections[None, :, :4]),
+                                        meta).numpy()[0, kept]
+    detection_crops_classifier = crops(roi_align_classifier, proposals[roi_indices],
+                                       all_levels.numpy()[0, roi_indices])
+    detection_crops_mask = crops(roi_align_mask, raw_detections[kept, :4], mask_levels)
     finished = time.perf_counter()
 
     class_names = class_names_for(cfg)
@@ -229,160 +271,26 @@ def compute_intermediates(model, image) -> Intermediates:
         anchors_per_level=anchor_counts(molded_shape, cfg.BACKBONE_STRIDES,
                                         cfg.RPN_ANCHOR_RATIOS, cfg.RPN_ANCHOR_STRIDE),
         anchors=np.array(anchors),
-        objectness=objectness, pre_nms_anchor_ids=top, pre_nms_scores=pre_nms_scores,
-        pre_nms_deltas=pre_nms_deltas, pre_nms_boxes=pre_nms_boxes, nms_kept=nms_kept,
-        proposals=proposals, proposal_count=proposal_count,
+        objectness=objectness, rpn_deltas=rpn_deltas, pre_nms_anchor_ids=top,
+        pre_nms_scores=pre_nms_scores, pre_nms_deltas=pre_nms_deltas,
+        pre_nms_boxes=pre_nms_boxes, nms_kept=nms_kept,
+        proposals=proposals, proposal_anchors=proposal_anchors, proposal_count=proposal_count,
         rpn_nms_threshold=float(cfg.RPN_NMS_THRESHOLD),
+        proposal_slots=int(cfg.POST_NMS_ROIS_INFERENCE),
         proposal_levels=levels.astype(np.int64), crop_ids=crop_ids,
         crops_classifier=crops_classifier, crops_mask=crops_mask,
+        pyramid={name: maps[name] for name in HEAD_MAPS}, image_meta=metas[0],
         class_probs=class_probs, roi_class_ids=roi_class_ids, roi_scores=roi_scores,
         roi_deltas=roi_deltas, roi_refined_boxes=roi_refined,
         window_normalized=window_normalized,
         detection_min_confidence=float(cfg.DETECTION_MIN_CONFIDENCE or 0.0),
         detection_nms_threshold=float(cfg.DETECTION_NMS_THRESHOLD),
         detection_max_instances=int(cfg.DETECTION_MAX_INSTANCES),
-        detections=detections, soft_masks=soft_masks[kept],
+        detections=detections, detection_rois=detection_rois, soft_masks=soft_masks[kept],
         rois=rois, class_ids=class_ids, scores=scores, masks=masks,
+        roi_indices=roi_indices, detection_levels=mask_levels.astype(np.int64),
+        detection_crops_classifier=detection_crops_classifier,
+        detection_crops_mask=detection_crops_mask,
         class_names=class_names,
         seconds={"mold": prepared - started, "network": ran - prepared,
                  "derive": finished - ran, "total": finished - started})
-
-
-# ------------------------------------------------------- numpy explanations
-
-def iou(box, boxes) -> np.ndarray:
-    """IoU of one box with each of ``boxes`` (n, 4), as TensorFlow's NMS computes it.
-
-    Corners may come in either order; a box of zero area has IoU 0 with everything.
-    """
-    box = np.asarray(box, np.float32)
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    ay1, ay2 = min(box[0], box[2]), max(box[0], box[2])
-    ax1, ax2 = min(box[1], box[3]), max(box[1], box[3])
-    by1, by2 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
-    bx1, bx2 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
-    area_a = (ay2 - ay1) * (ax2 - ax1)
-    area_b = (by2 - by1) * (bx2 - bx1)
-    inter = (np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0)
-             * np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0))
-    union = area_a + area_b - inter
-    valid = (area_a > 0) & (area_b > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(valid, inter / np.where(valid, union, 1), 0.0).astype(np.float32)
-
-
-def nms(boxes, scores, threshold, max_output) -> np.ndarray:
-    """Greedy non-maximum suppression: indices kept, best first.
-
-    Boxes are visited by score (lower index first among equals); a box is dropped
-    when its IoU with an already kept box is strictly above ``threshold``.
-    """
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    order = np.argsort(-np.asarray(scores, np.float32), kind="stable")
-    kept = []
-    for i in order:
-        if len(kept) >= max_output:
-            break
-        if not kept or not (iou(boxes[i], boxes[kept]) > threshold).any():
-            kept.append(int(i))
-    return np.array(kept, dtype=np.int64)
-
-
-def detections_at(record: Intermediates, min_confidence: float,
-                  nms_threshold: float | None = None) -> dict:
-    """The detection layer's selection redone in numpy for another confidence cut.
-
-    Returns ``{"candidates": RoI indices with a non-background class and score >=
-    min_confidence, "kept": RoI indices that survive per-class NMS, best first, at
-    most DETECTION_MAX_INSTANCES}``. At the config's own settings ``kept`` picks
-    exactly the RoIs behind the engine's detections.
-    """
-    insp = record
-    threshold = insp.detection_nms_threshold if nms_threshold is None else nms_threshold
-    limit = insp.detection_max_instances
-    candidate = insp.roi_class_ids > 0
-    if min_confidence:
-        candidate &= insp.roi_scores >= np.float32(min_confidence)
-    candidates = np.flatnonzero(candidate)
-    kept = []
-    for class_id in np.unique(insp.roi_class_ids[candidates]):
-        members = candidates[insp.roi_class_ids[candidates] == class_id]
-        keep = nms(insp.roi_refined_boxes[members], insp.roi_scores[members], threshold, limit)
-        kept.extend(members[keep])
-    kept = np.sort(np.array(kept, dtype=np.int64))
-    kept = kept[np.argsort(-insp.roi_scores[kept], kind="stable")][:limit]
-    return {"candidates": candidates, "kept": kept}
-
-
-def anchors_at(record: Intermediates, level: int, y: float, x: float) -> dict:
-    """The anchors of pyramid level ``level`` (2..6) centred nearest to pixel (y, x).
-
-    Returns the feature-map cell, its centre in molded pixels, the anchors' indices
-    in ``inspection.anchors``, their pixel boxes (float, y1 x1 y2 x2) and objectness.
-    """
-    insp = record
-    i = level - 2
-    stride = FEATURE_STRIDES[f"P{level}"] * insp.anchor_stride
-    rows, cols = (int(math.ceil(n / insp.anchor_stride)) for n in insp.level_shapes[i])
-    row = int(np.clip(round(y / stride), 0, rows - 1))
-    col = int(np.clip(round(x / stride), 0, cols - 1))
-    per_cell = len(insp.anchor_ratios)
-    first = int(insp.anchors_per_level[:i].sum()) + (row * cols + col) * per_cell
-    ids = np.arange(first, first + per_cell)
-    h, w = insp.molded_shape
-    pixels = insp.anchors[ids].astype(np.float64) * [h - 1, w - 1, h - 1, w - 1] + [0, 0, 1, 1]
-    return {"row": row, "col": col, "center": (row * stride, col * stride), "ids": ids,
-            "boxes": pixels, "objectness": insp.objectness[ids], "stride": stride,
-            "scale": insp.anchor_scales[i]}
-
-
-def level_formula(record: Intermediates, proposal: int) -> dict:
-    """The numbers in level = min(5, max(2, 4 + round(log2(sqrt(h*w) / (224 / sqrt(H*W))))))."""
-    insp = record
-    y1, x1, y2, x2 = insp.proposals[proposal].astype(np.float32)
-    h, w = insp.molded_shape
-    side = float(np.sqrt((y2 - y1) * (x2 - x1)))
-    ratio = side / (224.0 / math.sqrt(h * w))
-    log2 = math.log2(ratio) if ratio > 0 else float("-inf")
-    return {"h": float(y2 - y1), "w": float(x2 - x1), "side": side,
-            "side_px": side * math.sqrt(h * w), "ratio": ratio, "log2": log2,
-            "rounded": int(np.round(log2)) if np.isfinite(log2) else None,
-            "level": int(insp.proposal_levels[proposal])}
-
-
-def objectness_maps(record: Intermediates) -> dict:
-    """Per RPN level, the best objectness of the anchors at each cell: name -> (rows, cols)."""
-    insp = record
-    maps, start = {}, 0
-    for name, (rows, cols), count in zip(RPN_LEVELS, insp.level_shapes, insp.anchors_per_level):
-        level = insp.objectness[start:start + int(count)]
-        maps[name] = level.reshape(-(-rows // insp.anchor_stride),
-                                   -(-cols // insp.anchor_stride), -1).max(axis=2)
-        start += int(count)
-    return maps
-
-
-def intersection(box_a, box_b):
-    """The overlap of two pixel boxes [y1, x1, y2, x2], or None when they do not overlap."""
-    y1, x1 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
-    y2, x2 = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
-    return [y1, x1, y2, x2] if y2 > y1 and x2 > x1 else None
-
-
-def image_patch(record: Intermediates, box_px) -> np.ndarray:
-    """The molded image under a pixel box (at least 1x1)."""
-    y1, x1, y2, x2 = (int(v) for v in box_px)
-    y1, x1 = max(y1, 0), max(x1, 0)
-    return record.molded_image[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
-
-
-def paste_soft_mask(soft_mask, box, image_shape) -> np.ndarray:
-    """A 28x28 soft mask resized onto its box, inside a float32 (h, w) image of zeros.
-
-    Thresholding it at 0.5 gives exactly ``unmold_mask``'s mask.
-    """
-    y1, x1, y2, x2 = (int(v) for v in box)
-    full = np.zeros(tuple(image_shape[:2]), np.float32)
-    if y2 > y1 and x2 > x1:
-        full[y1:y2, x1:x2] = sk_resize(soft_mask, (y2 - y1, x2 - x1))
-    return full

@@ -131,18 +131,23 @@ def _bilinear_weights(out_size: int, in_size: int) -> np.ndarray:
     return weights
 
 
-def mask_in_box(mask, height: int, width: int) -> np.ndarray:
-    """A soft mask (e.g. 28x28 float32) stretched to ``(height, width)`` and cut at ``>= 0.5``.
+def stretch_mask(mask, height: int, width: int) -> np.ndarray:
+    """A soft mask (e.g. 28x28 float32) stretched to ``(height, width)``, float32.
 
     The reference's ``resize(mask, (height, width), order=1, mode="constant")``:
     bilinear with zeros outside, float32 result clipped to the mask's own
-    min..max (which matters only when every value is >= 0.5), then ``>= 0.5``.
+    min..max (which matters only when every value is >= 0.5).
     """
     mask = np.asarray(mask, np.float32)
     rows = _bilinear_weights(int(height), mask.shape[0])
     cols = _bilinear_weights(int(width), mask.shape[1])
     stretched = (rows @ mask.astype(np.float64) @ cols.T).astype(np.float32)
-    return np.clip(stretched, mask.min(), mask.max()) >= 0.5
+    return np.clip(stretched, mask.min(), mask.max())
+
+
+def mask_in_box(mask, height: int, width: int) -> np.ndarray:
+    """A soft mask stretched to ``(height, width)`` (:func:`stretch_mask`) and cut at ``>= 0.5``."""
+    return stretch_mask(mask, height, width) >= 0.5
 
 
 def unmold_mask(mask, bbox, image_shape) -> np.ndarray:

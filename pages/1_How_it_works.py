@@ -4,7 +4,10 @@ Every number and picture comes from ``mrcnn.intermediates.compute_intermediates`
 (the loaded weights, the engine's own computation): the network runs once per
 image, through the same fair queue as the main page (``studio.shared``), and the
 result is kept with the main page's results; every control afterwards only
-redraws pictures (``studio.lesson_network_ui``, ``studio.lesson_heads_ui``).
+redraws pictures (``studio.lesson_network_ui``, ``studio.lesson_heads_ui``,
+``studio.lesson_follow_ui``), except the "What if" section's proposal settings,
+which rerun only the proposal layer and the heads on the saved feature maps
+(``studio.lesson_what_if_ui``).
 """
 from __future__ import annotations
 
@@ -16,9 +19,11 @@ import streamlit as st
 from mrcnn.inputs.samples import samples_for
 from mrcnn.pixels import to_rgb_array
 from studio.fair_queue import QueueFull
+from studio.lesson_follow_ui import section_follow
 from studio.lesson_heads_ui import iou_explainer, section_heads, section_masks, section_roi_align
 from studio.lesson_network_ui import (section_anchors, section_backbone, section_input,
                                       section_rpn)
+from studio.lesson_what_if_ui import section_what_if
 from studio.shared import (KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME, logger, ready_services,
                            run_key, run_through_queue)
 
@@ -54,7 +59,8 @@ def choose_image(services) -> tuple[str, np.ndarray, str]:
 
 st.title("How Mask R-CNN works")
 st.markdown(
-    "One photo, one pass through the network, seven stages. Everything below is "
+    "One photo, one pass through the network, seven stages, then one object followed "
+    "through them and a few settings changed. Everything below is "
     "computed from this image with the loaded weights: the numbers, the boxes and "
     "the heat maps are what the model really did.")
 
@@ -87,3 +93,5 @@ section_roi_align(record)
 section_heads(record)
 iou_explainer()
 section_masks(record)
+section_follow(record, digest)
+section_what_if(record, services, digest)

@@ -139,7 +139,8 @@ class Services:
 
 def _run_jobs(services_holder: dict, jobs: list) -> list:
     """The queue's worker: one backend call for a batch of detections, or one
-    stage-by-stage run per image for the teaching page."""
+    stage-by-stage run per image for the teaching page, or the teaching page's
+    rerun of the proposal layer and heads on a run's cached feature maps."""
     services: Services = services_holder["services"]
     kind = jobs[0].kind
     if kind == "detect":
@@ -149,6 +150,11 @@ def _run_jobs(services_holder: dict, jobs: list) -> list:
         from mrcnn.intermediates import compute_intermediates
         model = services.local_model()
         return [compute_intermediates(model, job.payload["image"]) for job in jobs]
+    if kind == "heads_rerun":
+        from mrcnn.what_if import rerun_heads
+        model = services.local_model()
+        return [rerun_heads(model, job.payload["record"], job.payload["rpn_nms_threshold"],
+                            job.payload["proposal_count"]) for job in jobs]
     raise ValueError(f"unknown job kind {kind!r}")
 
 

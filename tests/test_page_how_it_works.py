@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "pages" / "1_How_it_works.py"
 HEADINGS = ["1. Input", "2. Backbone and FPN", "3. Anchors", "4. Region Proposal Network",
-            "5. RoI Align", "6. Classifier and box heads", "7. Mask head"]
+            "5. RoI Align", "6. Classifier and box heads", "7. Mask head",
+            "8. Follow one object through the network", "9. What if…"]
 TIMEOUT = 600
 
 
@@ -85,6 +86,81 @@ def test_every_section_renders_the_engines_numbers_and_controls_work(page_env, c
     at.slider(key="hiw_mask_threshold").set_value(0.8).run()
     assert_healthy(at)
     assert metrics(at)["Anchors in total"] == "261,888"
+
+
+def test_follow_and_what_if_controls_show_the_engines_answers(page_env, coco_model, photos):
+    from mrcnn.intermediates import compute_intermediates
+    from mrcnn.what_if import masks_what_if, match_objects, nms_what_if, rerun_heads
+
+    record = compute_intermediates(coco_model, photos["astronaut"])   # the page's default
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert_healthy(at)
+    follow = at.selectbox(key="hiw_follow_pick")
+    assert len(follow.options) == len(record.class_ids) > 1
+    follow.set_value(1).run()
+    assert_healthy(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert f"proposal #{int(record.roi_indices[1]) + 1}" in text
+    assert f"**Anchor** #{int(record.proposal_anchors[record.roi_indices[1]]):,}" in text
+
+    at.slider(key="hiw_whatif_nms").set_value(0.1)
+    at.radio(key="hiw_whatif_nms_mode").set_value("all classes together")
+    at.slider(key="hiw_whatif_mask").set_value(0.8).run()
+    assert_healthy(at)
+    shown = metrics(at)
+    assert number(shown["Detections with this NMS"]) == len(
+        nms_what_if(record, 0.1, class_agnostic=True).kept)
+    assert number(shown["Pixels lost"]) == int(masks_what_if(record, 0.8).lost_pixels.sum())
+    assert number(shown["Pixels gained"]) == 0
+
+    at.slider(key="hiw_whatif_rpn_nms").set_value(0.5)
+    at.select_slider(key="hiw_whatif_proposals").set_value(300)
+    at.button(key="hiw_whatif_run").click().run()
+    assert_healthy(at)
+    expected = rerun_heads(coco_model, record, 0.5, 300)
+    _, gained, lost = match_objects(record.rois, record.class_ids, expected.rois,
+                                    expected.class_ids)
+    shown = metrics(at)
+    assert number(shown["Proposals after the rerun"]) == expected.proposal_count
+    assert number(shown["Detections after the rerun"]) == len(expected.class_ids)
+    assert number(shown["Objects gained"]) == len(gained)
+    assert number(shown["Objects lost"]) == len(lost)
+
+
+def test_follows_the_object_selected_on_the_main_page(page_env, coco_model, photos):
+    image = photos["astronaut"]
+    result = coco_model.detect([image])[0]
+    pick = len(result["class_ids"]) // 2
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    at.session_state["selected_image"] = image
+    at.session_state["selected_image_name"] = "astronaut.png"
+    at.session_state["selected_image_digest"] = "digest-of-astronaut"
+    at.session_state["selected_object"] = {
+        "digest": "digest-of-astronaut", "class_id": int(result["class_ids"][pick]),
+        "box": [int(v) for v in result["rois"][pick]], "score": float(result["scores"][pick])}
+    at.run()
+    assert_healthy(at)
+    assert at.selectbox(key="hiw_follow_pick").value == pick
+    assert not at.warning
+
+    # An object the lesson's run does not have: said plainly, another can be picked.
+    missing = next(c for c in range(1, 81) if c not in result["class_ids"])
+    at.session_state["selected_object"] = {
+        "digest": "digest-of-astronaut", "class_id": missing, "box": [10, 10, 60, 60],
+        "score": 0.2}
+    at.run()
+    assert_healthy(at)
+    assert any("is not among this run's detections" in w.value
+               and "below this lesson's confidence threshold" in w.value for w in at.warning)
+    at.selectbox(key="hiw_follow_pick").set_value(0).run()
+    assert_healthy(at)
+
+    # An object of another picture.
+    at.session_state["selected_object"] = {**at.session_state["selected_object"],
+                                           "digest": "another"}
+    at.run()
+    assert any("is in another picture" in i.value for i in at.info)
 
 
 def test_uses_the_image_chosen_on_the_main_page(page_env, photos):

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from mrcnn.draw.fonts import font
 
 __all__ = ["class_bars", "colormap", "dim", "draw_boxes", "enlarge", "heatmap_over",
-           "resize_picture", "zoom", "zoom_region"]
+           "resize_picture", "tint", "zoom", "zoom_region"]
 
 
 def colormap(values, cmap="magma", vmin=None, vmax=None) -> np.ndarray:
@@ -105,6 +105,14 @@ def zoom(picture, region, boxes=(), colors=((255, 255, 255),), labels=None, size
         return enlarged
     shifted = np.asarray(boxes, np.float64).reshape(-1, 4) - [top, left, top, left]
     return draw_boxes(enlarged, shifted, colors, width=width, labels=labels, scale=factor)
+
+
+def tint(picture, mask, colour, alpha=0.5) -> np.ndarray:
+    """A copy of ``picture`` with the pixels of ``mask`` (h, w bool) blended towards ``colour``."""
+    out = np.array(picture, np.uint8, copy=True)
+    mask = np.asarray(mask, bool)
+    out[mask] = np.rint((1 - alpha) * out[mask] + alpha * np.asarray(colour, np.float64))
+    return out
 
 
 def dim(picture, amount=0.45) -> np.ndarray:

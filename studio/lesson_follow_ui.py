@@ -1,0 +1,166 @@
+"""The teaching page's "Follow one object through the network" section.
+
+One detection's trail (:func:`mrcnn.follow.follow_detection`): the anchor it grew
+from, its proposal, RoI-align level and crops, class probabilities, refined box,
+the boxes NMS removed in its favour, and its 28x28 mask. The object is picked
+here, or comes from the main page's inspector (``KEY_SELECTED_OBJECT``: the digest of
+its picture, class id, box in original pixels and score).
+"""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from mrcnn.draw import figures as fig
+from mrcnn.draw.overlay import draw_detections, palette
+from mrcnn.explain import paste_soft_mask
+from mrcnn.follow import follow_detection, match_selection
+from studio.inspector_ui import KEY_SELECTED_OBJECT
+from studio.lesson_network_ui import KEPT, SUPPRESSED, WHITE, fmt_box, frame, to_display
+
+ANCHOR, PROPOSAL, DETECTION = (0, 200, 255), WHITE, (255, 140, 0)
+
+
+def _start_on_selection(insp, digest: str) -> None:
+    """Point the object picker at the main page's selected object when a new one
+    arrives, or say why it is not among this run's detections."""
+    selected = st.session_state.get(KEY_SELECTED_OBJECT)
+    if not selected:
+        return
+    name = insp.class_name(int(selected["class_id"]))
+    if selected.get("digest") != digest:
+        st.info(f"The object selected on the main page ({name}) is in another picture. "
+                "Choose that picture under *Image to look inside* at the top to follow it.",
+                icon=":material/info:")
+        return
+    score = selected.get("score")
+    match = match_selection(insp, int(selected["class_id"]), selected["box"], score)
+    marker = (digest, int(selected["class_id"]), tuple(float(v) for v in selected["box"]))
+    if match.detection is None:
+        shown = f" {score:.2f}" if score is not None else ""
+        st.warning(f"The object selected on the main page ({name}{shown}) is not among this "
+                   f"run's detections. {match.reason} Pick another object below.",
+                   icon=":material/search_off:")
+    elif st.session_state.get("hiw_follow_source") != marker:
+        st.session_state["hiw_follow_pick"] = match.detection
+    if match.detection is not None:
+        st.caption(f"The main page's selected {name} is object #{match.detection + 1} here "
+                   f"(box overlap IoU {match.overlap:.2f}).")
+    st.session_state["hiw_follow_source"] = marker
+
+
+@st.fragment
+def section_follow(insp, digest: str) -> None:
+    st.header("8. Follow one object through the network", anchor="follow")
+    st.markdown(
+        "Every detection started as one anchor. Pick an object to see the path the "
+        "network took to it: which anchor the RPN refined into its proposal, which "
+        "pyramid level RoI Align read, what the classifier thought, which duplicates "
+        "NMS removed in its favour, and the mask it drew. The links are the network's "
+        "own record of this run, not a guess afterwards.")
+    n = len(insp.class_ids)
+    if n == 0:
+        st.info("No object passed the threshold in this image, so there is nothing to follow.")
+        return
+    _start_on_selection(insp, digest)
+    if st.session_state.get("hiw_follow_pick", 0) >= n:
+        st.session_state["hiw_follow_pick"] = 0
+    pick = st.selectbox(
+        "Object to follow", list(range(n)), key="hiw_follow_pick",
+        format_func=lambda i: f"#{i + 1} {insp.class_name(insp.class_ids[i])} "
+                              f"{insp.scores[i]:.3f}")
+    trail = follow_detection(insp, pick)
+    name = insp.class_name(insp.class_ids[pick])
+    _trail_boxes(insp, trail, name)
+    _trail_heads(insp, trail, name)
+    _trail_nms(insp, trail, name)
+    _trail_mask(insp, trail, pick, name)
+
+
+def _trail_boxes(insp, trail, name: str) -> None:
+    s = to_display(insp)
+    boxes = [insp.to_pixels(b) for b in (trail.anchor_box, trail.proposal, trail.box)]
+    colours = [ANCHOR, PROPOSAL, DETECTION]
+    picture = fig.draw_boxes(fig.dim(frame(insp), 0.35), boxes, colours, width=3, scale=s)
+    region = fig.zoom_region(boxes, insp.molded_shape)
+    close_up = fig.zoom(insp.molded_image, region, boxes, colours,
+                        labels=["anchor", "proposal", name])
+    left, middle, right = st.columns([2, 2, 3])
+    left.image(picture, width="stretch", caption="Cyan: the anchor · white: the proposal · "
+               f"orange: the {name} detection (network input)")
+    middle.image(close_up, width="stretch", caption="Close-up")
+    K = len(insp.pre_nms_scores)
+    right.markdown(
+        f"1. **Anchor** #{trail.anchor:,} on P{trail.anchor_level}: {trail.anchor_scale} px, "
+        f"width/height {trail.anchor_ratio:g}. Objectness **{trail.objectness:.3f}**, "
+        f"the {trail.pre_nms_rank + 1:,}th best of the {K:,} kept before NMS.\n"
+        f"2. **RPN deltas** (dy, dx, log dh, log dw) {fmt_box(trail.rpn_deltas)} move and "
+        f"stretch it into **proposal #{trail.roi + 1}** {fmt_box(trail.proposal)}, which "
+        f"survived the RPN's NMS.\n"
+        f"3. **RoI Align** reads the proposal from **P{trail.roi_level}** (7×7 for the "
+        f"classifier); the mask head later reads the refined box from "
+        f"**P{trail.mask_level}** (14×14).\n"
+        f"4. **Classifier**: {name} with probability **{trail.class_probs.max():.3f}**; "
+        f"the {name} box deltas {fmt_box(trail.class_deltas)} refine the proposal into "
+        f"the detection {fmt_box(trail.box)}.")
+
+
+def _trail_heads(insp, trail, name: str) -> None:
+    order = np.argsort(-trail.class_probs, kind="stable")[:6]
+    crop7, crop14 = trail.crop_classifier, trail.crop_mask
+    cols = st.columns([1, 1, 2])
+    cols[0].image(fig.enlarge(fig.colormap(crop7.mean(axis=2)), 196), width="stretch",
+                  caption=f"Classifier input: its proposal from P{trail.roi_level}, "
+                          f"{crop7.shape[0]}×{crop7.shape[1]}×{crop7.shape[2]} "
+                          "(mean over channels)")
+    cols[1].image(fig.enlarge(fig.colormap(crop14.mean(axis=2)), 196), width="stretch",
+                  caption=f"Mask-head input: its box from P{trail.mask_level}, "
+                          f"{crop14.shape[0]}×{crop14.shape[1]}×{crop14.shape[2]} "
+                          "(mean over channels)")
+    cols[2].image(fig.class_bars([insp.class_name(c) for c in order], trail.class_probs[order]),
+                  width="stretch",
+                  caption=f"Its six most likely classes of {len(trail.class_probs)} (softmax)")
+
+
+def _trail_nms(insp, trail, name: str) -> None:
+    count = len(trail.suppressed)
+    threshold = insp.detection_nms_threshold
+    if count == 0:
+        st.markdown(f"5. **NMS**: no other {name} box overlapped this one by IoU > "
+                    f"{threshold:g}, so NMS removed nothing in its favour.")
+        return
+    st.markdown(f"5. **NMS** removed **{count}** other {name} box{'es' if count > 1 else ''} "
+                f"in its favour: each scored lower and overlapped it by IoU > {threshold:g}.")
+    shown = trail.suppressed[:12]
+    s = to_display(insp)
+    boxes = insp.to_pixels(insp.roi_refined_boxes[shown])
+    picture = fig.draw_boxes(fig.dim(frame(insp), 0.35), boxes, [SUPPRESSED], width=1,
+                             labels=[f"IoU {v:.2f}" for v in trail.suppressed_iou[:12]], scale=s)
+    picture = fig.draw_boxes(picture, [insp.to_pixels(trail.box)], [KEPT], width=3,
+                             labels=[f"{name} (kept)"], scale=s)
+    left, right = st.columns([3, 2])
+    left.image(picture, width="stretch",
+               caption="Green: the detection; red: boxes NMS removed in its favour"
+                       + (f" (the first 12 of {count})" if count > 12 else ""))
+    right.dataframe({"RoI": [f"#{int(r) + 1}" for r in trail.suppressed],
+                     "score": [f"{insp.roi_scores[r]:.3f}" for r in trail.suppressed],
+                     "IoU with it": [f"{v:.3f}" for v in trail.suppressed_iou]},
+                    hide_index=True)
+
+
+def _trail_mask(insp, trail, pick: int, name: str) -> None:
+    soft = trail.soft_mask
+    mask = paste_soft_mask(soft, insp.rois[pick], insp.image.shape) >= 0.5
+    colour = palette(len(insp.class_ids))[pick:pick + 1]
+    result = {"rois": insp.rois[pick:pick + 1], "class_ids": insp.class_ids[pick:pick + 1],
+              "scores": insp.scores[pick:pick + 1], "masks": mask[:, :, None]}
+    drawn = draw_detections(insp.image, result, insp.class_names, show_labels=False,
+                            colors=colour)
+    region = fig.zoom_region(insp.rois[pick], insp.image.shape, margin=0.25)
+    st.markdown(f"6. **Mask head**: a 28×28 probability map for {name}, stretched over "
+                f"the box {tuple(int(v) for v in insp.rois[pick])} and cut at 0.5.")
+    left, right, _ = st.columns([1, 1, 1])
+    left.image(fig.enlarge(fig.colormap(soft, "magma", 0.0, 1.0), 280), width="stretch",
+               caption=f"28×28 soft mask before pasting, values {soft.min():.2f}–{soft.max():.2f}")
+    right.image(fig.zoom(drawn, region, smooth=False), width="stretch",
+                caption=f"Pasted into the photo: {int(mask.sum()):,} pixels")
