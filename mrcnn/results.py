@@ -105,6 +105,10 @@ def mask_areas(result: dict) -> np.ndarray:
 
 
 def _encode(crop: np.ndarray) -> dict:
+    """COCO RLE of a bool crop (column-major crops, as the engine makes them, need no copy)."""
+    crop = np.asarray(crop)
+    if crop.dtype == bool and crop.flags.f_contiguous:
+        return mask_utils.encode(crop.view(np.uint8))
     return mask_utils.encode(np.asfortranarray(crop, dtype=np.uint8))
 
 
