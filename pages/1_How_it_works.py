@@ -68,9 +68,9 @@ services = ready_services(need_local_model=True, explain_missing_weights=False)
 if services is None:
     st.stop()
 label, image, digest = choose_image(services)
+record_key = run_key("intermediates", digest, (), services)
 try:
-    record = run_through_queue(services, "intermediates",
-                               run_key("intermediates", digest, (), services),
+    record = run_through_queue(services, "intermediates", record_key,
                                {"image": image}, slot="lesson",
                                what="this image's step-by-step run")
 except QueueFull as error:
@@ -94,4 +94,4 @@ section_heads(record)
 iou_explainer()
 section_masks(record)
 section_follow(record, digest)
-section_what_if(record, services, digest)
+section_what_if(record, services, digest, record_key)

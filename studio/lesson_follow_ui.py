@@ -93,7 +93,7 @@ def _trail_boxes(insp, trail, name: str) -> None:
     right.markdown(
         f"1. **Anchor** #{trail.anchor:,} on P{trail.anchor_level}: {trail.anchor_scale} px, "
         f"width/height {trail.anchor_ratio:g}. Objectness **{trail.objectness:.3f}**, "
-        f"the {trail.pre_nms_rank + 1:,}th best of the {K:,} kept before NMS.\n"
+        f"rank {trail.pre_nms_rank + 1:,} of the {K:,} best anchors kept before NMS.\n"
         f"2. **RPN deltas** (dy, dx, log dh, log dw) {fmt_box(trail.rpn_deltas)} move and "
         f"stretch it into **proposal #{trail.roi + 1}** {fmt_box(trail.proposal)}, which "
         f"survived the RPN's NMS.\n"
@@ -132,16 +132,17 @@ def _trail_nms(insp, trail, name: str) -> None:
     st.markdown(f"5. **NMS** removed **{count}** other {name} box{'es' if count > 1 else ''} "
                 f"in its favour: each scored lower and overlapped it by IoU > {threshold:g}.")
     shown = trail.suppressed[:12]
-    s = to_display(insp)
-    boxes = insp.to_pixels(insp.roi_refined_boxes[shown])
-    picture = fig.draw_boxes(fig.dim(frame(insp), 0.35), boxes, [SUPPRESSED], width=1,
-                             labels=[f"IoU {v:.2f}" for v in trail.suppressed_iou[:12]], scale=s)
-    picture = fig.draw_boxes(picture, [insp.to_pixels(trail.box)], [KEPT], width=3,
-                             labels=[f"{name} (kept)"], scale=s)
+    boxes = [insp.to_pixels(trail.box)] + list(insp.to_pixels(insp.roi_refined_boxes[shown]))
+    labels = [f"{name} (kept)"] + [f"IoU {v:.2f}" for v in trail.suppressed_iou[:12]]
+    colours = [KEPT] + [SUPPRESSED] * len(shown)
+    region = fig.zoom_region(boxes, insp.molded_shape, margin=0.3)
+    # the suppressed boxes first, the detection on top
+    close_up = fig.zoom(insp.molded_image, region, boxes[::-1], colours[::-1],
+                        labels=labels[::-1], size=420, width=2)
     left, right = st.columns([3, 2])
-    left.image(picture, width="stretch",
-               caption="Green: the detection; red: boxes NMS removed in its favour"
-                       + (f" (the first 12 of {count})" if count > 12 else ""))
+    left.image(close_up, width="stretch",
+               caption="Green: the detection; red: boxes NMS removed in its favour (close-up)"
+                       + (f", the first 12 of {count}" if count > 12 else ""))
     right.dataframe({"RoI": [f"#{int(r) + 1}" for r in trail.suppressed],
                      "score": [f"{insp.roi_scores[r]:.3f}" for r in trail.suppressed],
                      "IoU with it": [f"{v:.3f}" for v in trail.suppressed_iou]},

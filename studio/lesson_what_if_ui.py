@@ -16,13 +16,14 @@ from mrcnn.draw.overlay import draw_detections, palette
 from mrcnn.what_if import masks_what_if, match_objects, nms_what_if
 from studio.fair_queue import QueueFull
 from studio.lesson_network_ui import WHITE, frame, to_display
-from studio.shared import logger, run_key, run_through_queue
+from studio.shared import logger, run_key, run_through_queue, session_id
 
 GAINED, LOST = (40, 210, 90), (235, 60, 50)
 PROPOSAL_COUNTS = (50, 100, 200, 300, 500, 1000, 1500, 2000)
 
 
-def section_what_if(insp, services, digest: str) -> None:
+def section_what_if(insp, services, digest: str, record_key: str) -> None:
+    """``record_key``: the store key of ``insp``, the run the page shows."""
     st.header("9. What if…", anchor="what-if")
     st.markdown(
         "Change one setting of the run above and see what the network would have found. "
@@ -31,7 +32,7 @@ def section_what_if(insp, services, digest: str) -> None:
         "the heads again on the saved feature maps. **Green** marks objects gained, "
         "**red** objects lost, against the run above.")
     what_if_nms(insp)
-    what_if_proposals(insp, services, digest)
+    what_if_proposals(insp, services, digest, record_key)
     what_if_masks(insp)
 
 
@@ -63,7 +64,7 @@ def what_if_nms(insp) -> None:
     s = to_display(insp)
     same = change.kept[np.isin(change.kept, insp.detection_rois)]
     picture = fig.dim(frame(insp), 0.35)
-    for rois, colour, width, sign in ((same, WHITE, 1, ""), (change.lost, LOST, 3, "− "),
+    for rois, colour, width, sign in ((same, WHITE, 1, ""), (change.lost, LOST, 3, "- "),
                                       (change.gained, GAINED, 3, "+ ")):
         if len(rois):
             labels = [sign + _label(insp, r) for r in rois] if sign else None
@@ -75,7 +76,7 @@ def what_if_nms(insp) -> None:
 
 
 @st.fragment
-def what_if_proposals(insp, services, digest: str) -> None:
+def what_if_proposals(insp, services, digest: str, record_key: str) -> None:
     st.subheader("Proposals")
     counts = sorted(set(PROPOSAL_COUNTS) | {insp.proposal_slots})
     with st.form("hiw_whatif_proposals_form", border=False):
@@ -104,6 +105,9 @@ def what_if_proposals(insp, services, digest: str) -> None:
             run_key("heads_rerun", digest, (round(rpn_threshold, 4), int(count)), services),
             {"record": insp, "rpn_nms_threshold": rpn_threshold, "proposal_count": int(count)},
             slot="lesson_what_if", what="the proposal layer and heads' rerun")
+        # The store keeps one pinned run per visitor: keep it the lesson's own run
+        # (about 100 MB to recompute), not this small rerun.
+        services.store.get(session_id(), record_key)
     except QueueFull as error:
         st.warning(str(error))
         return
@@ -127,7 +131,7 @@ def _show_rerun(insp, rerun) -> None:
                               colors=palette(max(len(rerun.class_ids), 1))[:len(rerun.class_ids)],
                               show_labels=False)
     for boxes, colour, names in (
-            (insp.rois[lost], LOST, [f"− {insp.class_name(c)}" for c in insp.class_ids[lost]]),
+            (insp.rois[lost], LOST, [f"- {insp.class_name(c)}" for c in insp.class_ids[lost]]),
             (rerun.rois[gained], GAINED,
              [f"+ {insp.class_name(c)}" for c in rerun.class_ids[gained]])):
         if len(boxes):
@@ -145,7 +149,7 @@ def what_if_masks(insp) -> None:
     n = len(insp.class_ids)
     left, right = st.columns([1, 2])
     with left:
-        threshold = st.slider("Mask threshold", 0.05, 0.95, 0.5, step=0.05,
+        threshold = st.slider("Mask threshold for every object", 0.05, 0.95, 0.5, step=0.05,
                               key="hiw_whatif_mask")
         st.caption("A pixel belongs to the object when its stretched 28×28 mask "
                    "probability is at least this value (the network uses 0.5).")
@@ -157,8 +161,10 @@ def what_if_masks(insp) -> None:
         st.metric("Pixels gained", f"{int(change.gained_pixels.sum()):,}")
         st.metric("Pixels lost", f"{int(change.lost_pixels.sum()):,}")
         if len(change.vanished):
-            st.markdown("Masks that vanish: " + ", ".join(
-                f"#{i + 1} {insp.class_name(insp.class_ids[i])}" for i in change.vanished))
+            names = [f"#{i + 1} {insp.class_name(insp.class_ids[i])}" for i in change.vanished]
+            more = len(names) - 8
+            st.markdown(f"Masks that vanish ({len(names)}): " + ", ".join(names[:8])
+                        + (f" and {more} more" if more > 0 else ""))
     picture = np.array(insp.image, np.uint8)
     colours = palette(n)
     for i in range(n):

@@ -1,0 +1,146 @@
+"""Regenerate the README's screenshots of the teaching page's new sections.
+
+    python docs/screenshots.py                       # generated weights (meaningless detections)
+    python docs/screenshots.py --weights weights/mask_rcnn_coco.h5
+
+Starts the app (``streamlit run app.py``) with the given weights, or with a file
+generated in the published layout from seeded values when none is given, opens
+"How it works" in Debian's Chromium (Playwright, never ``playwright install``),
+sets a few "What if" controls and saves
+
+- ``docs/images/follow_object.png``: section 8, "Follow one object through the network";
+- ``docs/images/what_if.png``: section 9, "What if…", after a rerun of the heads.
+
+Each picture is cut to its section, scaled to at most ``--width`` pixels and stored
+as a palette PNG when that keeps it under 1 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mrcnn.testing.browser import launch_chromium, streamlit_app  # noqa: E402
+
+OUT = ROOT / "docs" / "images"
+SECTIONS = {"follow": "follow_object.png", "what-if": "what_if.png"}
+MAX_BYTES = 1_000_000
+TIMEOUT_MS = 600_000
+
+
+def section_clip(page, anchor: str) -> dict:
+    """The page area from section ``anchor``'s heading to the next section's heading."""
+    return page.evaluate(
+        """(anchor) => {
+            const heading = document.getElementById(anchor).closest('[data-testid="stHeading"]')
+                || document.getElementById(anchor);
+            const headings = [...document.querySelectorAll('[data-testid="stHeading"] h2')];
+            const main = document.querySelector('[data-testid="stMain"]').getBoundingClientRect();
+            const top = heading.getBoundingClientRect().top;
+            const next = headings.map(h => h.getBoundingClientRect().top).find(y => y > top + 5);
+            const block = document.querySelector('[data-testid="stMainBlockContainer"]')
+                .getBoundingClientRect();
+            const last = Math.max(...[...document.querySelectorAll(
+                '[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]')]
+                .map(e => e.getBoundingClientRect().bottom));
+            const bottom = next === undefined ? last + 8 : next - 8;
+            return {x: block.left, y: top - 8, width: block.width, height: bottom - top + 8};
+        }""", anchor)
+
+
+def grow_to_content(page, width: int) -> None:
+    """Streamlit scrolls inside its main container: make the window as tall as the page."""
+    height = 0
+    for _ in range(8):
+        page.wait_for_timeout(1500)
+        now = page.evaluate(
+            "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+        if now == height:
+            return
+        height = now
+        page.set_viewport_size({"width": width, "height": int(height) + 40})
+
+
+def save_small(png: bytes, path: Path, width: int) -> int:
+    picture = Image.open(io.BytesIO(png)).convert("RGB")
+    if picture.width > width:
+        picture = picture.resize((width, round(picture.height * width / picture.width)),
+                                 Image.LANCZOS)
+    for candidate in (picture, picture.quantize(256, method=Image.Quantize.MEDIANCUT)):
+        buffer = io.BytesIO()
+        candidate.save(buffer, "PNG", optimize=True)
+        if buffer.tell() <= MAX_BYTES:
+            break
+    path.write_bytes(buffer.getvalue())
+    return buffer.tell()
+
+
+def move_slider(page, label: str, key: str, steps: int) -> None:
+    """Press ``key`` ``steps`` times on the slider labelled ``label``."""
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text=label).locator(
+        'input[type="range"]')
+    slider.focus()
+    for _ in range(steps):
+        slider.press(key)
+
+
+def wait_until_idle(page) -> None:
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(1000)
+
+
+def take(weights: Path, width: int, log: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    with streamlit_app({"MRCNN_WEIGHTS": str(weights)}, log) as (url, _), \
+            sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/How_it_works")
+            page.get_by_role("heading", name="9. What if…").wait_for(timeout=TIMEOUT_MS)
+            wait_until_idle(page)
+            # What if: NMS over all classes, masks cut at 0.7, a rerun with fewer proposals.
+            page.get_by_text("all classes together", exact=True).click()
+            wait_until_idle(page)
+            move_slider(page, "Mask threshold for every object", "ArrowRight", 4)
+            wait_until_idle(page)
+            move_slider(page, "Proposals that reach the heads", "ArrowLeft", 3)
+            page.get_by_role("button", name="Run the proposal layer and the heads again").click()
+            page.get_by_text("Proposals after the rerun").wait_for(timeout=TIMEOUT_MS)
+            wait_until_idle(page)
+            grow_to_content(page, 1400)
+            if page.locator('[data-testid="stException"]').count():
+                raise RuntimeError("the page shows an exception; see " + str(log))
+            for anchor, name in SECTIONS.items():
+                png = page.screenshot(clip=section_clip(page, anchor), full_page=True)
+                size = save_small(png, OUT / name, width)
+                print(f"{OUT / name}: {size / 1000:.0f} kB")
+        finally:
+            browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, help="weights file (default: generated)")
+    parser.add_argument("--width", type=int, default=1200, help="largest picture width")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = args.weights
+        if weights is None:
+            from mrcnn.testing.synthetic_weights import generate_coco_weights
+            weights = generate_coco_weights(Path(scratch) / "coco_generated.h5", seed=0)
+        take(Path(weights).resolve(), args.width, Path(scratch) / "streamlit.log")
+
+
+if __name__ == "__main__":
+    main()
