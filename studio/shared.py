@@ -159,11 +159,17 @@ def _run_jobs(services_holder: dict, jobs: list) -> list:
 
 
 def _result_bytes(value) -> int:
+    """What a stored result costs: its own ``nbytes``, else the numpy arrays among its
+    fields (and in its fields' dicts), which hold nearly all of its memory."""
+    import numpy as np
     nbytes = getattr(value, "nbytes", None)
     if nbytes is not None:
         return int(nbytes)
-    import pickle
-    return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    total = 4096
+    for field in vars(value).values() if hasattr(value, "__dict__") else ():
+        items = field.values() if isinstance(field, dict) else (field,)
+        total += sum(item.nbytes for item in items if isinstance(item, np.ndarray))
+    return total
 
 
 @st.cache_resource(show_spinner="Loading Mask R-CNN. This happens once per server and "
