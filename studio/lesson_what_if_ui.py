@@ -16,14 +16,13 @@ from mrcnn.draw.overlay import draw_detections, palette
 from mrcnn.what_if import masks_what_if, match_objects, nms_what_if
 from studio.fair_queue import QueueFull
 from studio.lesson_network_ui import WHITE, frame, to_display
-from studio.shared import logger, run_key, run_through_queue, session_id
+from studio.shared import logger, run_key, run_through_queue
 
 GAINED, LOST = (40, 210, 90), (235, 60, 50)
 PROPOSAL_COUNTS = (50, 100, 200, 300, 500, 1000, 1500, 2000)
 
 
-def section_what_if(insp, services, digest: str, record_key: str) -> None:
-    """``record_key``: the store key of ``insp``, the run the page shows."""
+def section_what_if(insp, services, digest: str) -> None:
     st.header("9. What if…", anchor="what-if")
     st.markdown(
         "Change one setting of the run above and see what the network would have found. "
@@ -32,7 +31,7 @@ def section_what_if(insp, services, digest: str, record_key: str) -> None:
         "the heads again on the saved feature maps. **Green** marks objects gained, "
         "**red** objects lost, against the run above.")
     what_if_nms(insp)
-    what_if_proposals(insp, services, digest, record_key)
+    what_if_proposals(insp, services, digest)
     what_if_masks(insp)
 
 
@@ -76,7 +75,7 @@ def what_if_nms(insp) -> None:
 
 
 @st.fragment
-def what_if_proposals(insp, services, digest: str, record_key: str) -> None:
+def what_if_proposals(insp, services, digest: str) -> None:
     st.subheader("Proposals")
     counts = sorted(set(PROPOSAL_COUNTS) | {insp.proposal_slots})
     with st.form("hiw_whatif_proposals_form", border=False):
@@ -104,10 +103,7 @@ def what_if_proposals(insp, services, digest: str, record_key: str) -> None:
             services, "heads_rerun",
             run_key("heads_rerun", digest, (round(rpn_threshold, 4), int(count)), services),
             {"record": insp, "rpn_nms_threshold": rpn_threshold, "proposal_count": int(count)},
-            slot="lesson_what_if", what="the proposal layer and heads' rerun")
-        # The store keeps one pinned run per visitor: keep it the lesson's own run
-        # (about 100 MB to recompute), not this small rerun.
-        services.store.get(session_id(), record_key)
+            slot="lesson_what_if", what="the proposal layer and heads' rerun", pin=False)
     except QueueFull as error:
         st.warning(str(error))
         return

@@ -249,12 +249,14 @@ def run_key(kind: str, digest: str, settings, services: Services) -> str:
 
 def run_through_queue(services: Services, kind: str, key: str, payload: dict, *,
                       slot: str = "main", batch_group=None, what: str = "your photo",
-                      wrap=lambda result: result):
+                      wrap=lambda result: result, pin: bool = True):
     """The stored result for ``key``, or a run through the fair queue while the page
     shows the visitor's place in line; ``wrap(result)`` is what gets stored.
+    ``pin``: this is the result the visitor is looking at (the store keeps it while
+    the session lives); a side result, such as a rerun of part of it, is not.
     Raises ``QueueFull`` with a sentence for the visitor."""
     session = session_id()
-    stored = services.store.get(session, key)
+    stored = services.store.get(session, key, pin=pin)
     if stored is not None:
         return stored
     why = services.store.why_missing(session, key)
@@ -264,10 +266,10 @@ def run_through_queue(services: Services, kind: str, key: str, payload: dict, *,
     job = services.queue.submit(session, key, kind, payload, slot=slot,
                                 batch_group=batch_group)
     result = wait_in_line(services, job, what)
-    stored = services.store.get(session, key)
+    stored = services.store.get(session, key, pin=pin)
     if stored is None:
         stored = wrap(result)
-        services.store.put(session, key, stored)
+        services.store.put(session, key, stored, pin=pin)
     return stored
 
 
