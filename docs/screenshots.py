@@ -1,4 +1,4 @@
-"""Regenerate the README's screenshots of the teaching page's new sections.
+"""Regenerate the README's screenshots: the object inspector and the teaching page's sections.
 
     python docs/screenshots.py                       # generated weights (meaningless detections)
     python docs/screenshots.py --weights weights/mask_rcnn_coco.h5
@@ -8,6 +8,8 @@ generated in the published layout from seeded values when none is given, opens
 "How it works" in Debian's Chromium (Playwright, never ``playwright install``),
 sets a few "What if" controls and saves
 
+- ``docs/images/inspector.png``: the main page after a click on an object (the dimmed
+  overlay and the object's card);
 - ``docs/images/follow_object.png``: section 8, "Follow one object through the network";
 - ``docs/images/what_if.png``: section 9, "What if…", after a rerun of the heads.
 
@@ -18,16 +20,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from mrcnn.testing.browser import launch_chromium, streamlit_app  # noqa: E402
+from mrcnn.testing.browser import ROOT, launch_chromium, streamlit_app
 
 OUT = ROOT / "docs" / "images"
 SECTIONS = {"follow": "follow_object.png", "what-if": "what_if.png"}
@@ -97,6 +95,38 @@ def wait_until_idle(page) -> None:
     page.wait_for_timeout(1000)
 
 
+INSPECTOR_CLIP = """() => {
+    const top = document.querySelector('.st-key-run_details').getBoundingClientRect().top;
+    const card = document.querySelector('.st-key-object_card').getBoundingClientRect();
+    const block = document.querySelector('[data-testid="stMainBlockContainer"]')
+        .getBoundingClientRect();
+    return {x: block.left, y: top - 8, width: block.width, height: card.bottom - top + 16};
+}"""
+
+
+def inspector(page, url: str, width: int) -> None:
+    """The main page with a sample photo, after a click on its best object."""
+    page.goto(url)
+    page.get_by_role("button", name="Coffee").click()
+    page.locator('.st-key-gallery [data-testid="stImage"]').first.wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    card = page.locator(".st-key-object_card")
+    for _ in range(3):                      # a click while plotly still lays out is lost
+        box = chart.locator(".scatterlayer .points path").nth(0).bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        try:
+            card.wait_for(timeout=30_000)
+            break
+        except Exception:  # noqa: BLE001 - try again
+            page.wait_for_timeout(1000)
+    wait_until_idle(page)
+    grow_to_content(page, 1400)
+    png = page.screenshot(clip=page.evaluate(INSPECTOR_CLIP), full_page=True)
+    size = save_small(png, OUT / "inspector.png", width)
+    print(f"{OUT / 'inspector.png'}: {size / 1000:.0f} kB")
+
+
 def take(weights: Path, width: int, log: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -106,6 +136,8 @@ def take(weights: Path, width: int, log: Path) -> None:
         browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            inspector(page, url, width)
+            page.set_viewport_size({"width": 1400, "height": 1000})
             page.goto(f"{url}/How_it_works")
             page.get_by_role("heading", name="9. What if…").wait_for(timeout=TIMEOUT_MS)
             wait_until_idle(page)

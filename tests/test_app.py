@@ -369,7 +369,10 @@ def test_concurrent_sessions_each_see_their_own_image(app_env, photos, monkeypat
     assert not failures
     # Queued, not failing: visitors asked while another image was in the network,
     # and the network ran one image at a time.
-    assert len(asked) == len(ran) == 3
+    assert len(asked) == len(ran) == 3, {   # what each page showed, should this ever fail
+        name: ([e.value for e in app.exception], error_texts(app),
+               [h.value for h in app.subheader][:2], [i.value for i in app.info])
+        for name, app in apps.items()}
     ran.sort()
     assert sum(t < ran[0][1] for t in asked) >= 2
     assert all(earlier[1] <= later[0] for earlier, later in zip(ran, ran[1:]))
