@@ -4,18 +4,16 @@ them, the detection layer's selection at another threshold, the anchors at a
 point, the RoI level formula, objectness per level, pasting a soft mask.
 
 No TensorFlow: a page control that changes only a picture never touches the network.
+``record`` arguments are :class:`~mrcnn.intermediates.Intermediates` (this module does
+not import it: the record depends on these helpers, not the other way round).
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mrcnn.molding import stretch_mask
-
-if TYPE_CHECKING:
-    from mrcnn.intermediates import Intermediates
 
 FEATURE_STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32,
                    "P2": 4, "P3": 8, "P4": 16, "P5": 32, "P6": 64}
@@ -60,7 +58,7 @@ def nms(boxes, scores, threshold, max_output) -> np.ndarray:
     return np.array(kept, dtype=np.int64)
 
 
-def detections_at(record: Intermediates, min_confidence: float,
+def detections_at(record, min_confidence: float,
                   nms_threshold: float | None = None, class_agnostic: bool = False) -> dict:
     """The detection layer's selection redone in numpy for another confidence cut.
 
@@ -90,7 +88,7 @@ def detections_at(record: Intermediates, min_confidence: float,
     return {"candidates": candidates, "kept": kept}
 
 
-def anchors_at(record: Intermediates, level: int, y: float, x: float) -> dict:
+def anchors_at(record, level: int, y: float, x: float) -> dict:
     """The anchors of pyramid level ``level`` (2..6) centred nearest to pixel (y, x).
 
     Returns the feature-map cell, its centre in molded pixels, the anchors' indices
@@ -112,7 +110,7 @@ def anchors_at(record: Intermediates, level: int, y: float, x: float) -> dict:
             "scale": insp.anchor_scales[i]}
 
 
-def level_formula(record: Intermediates, proposal: int) -> dict:
+def level_formula(record, proposal: int) -> dict:
     """The numbers in level = min(5, max(2, 4 + round(log2(sqrt(h*w) / (224 / sqrt(H*W))))))."""
     insp = record
     y1, x1, y2, x2 = insp.proposals[proposal].astype(np.float32)
@@ -126,7 +124,7 @@ def level_formula(record: Intermediates, proposal: int) -> dict:
             "level": int(insp.proposal_levels[proposal])}
 
 
-def objectness_maps(record: Intermediates) -> dict:
+def objectness_maps(record) -> dict:
     """Per RPN level, the best objectness of the anchors at each cell: name -> (rows, cols)."""
     insp = record
     maps, start = {}, 0
@@ -145,7 +143,7 @@ def intersection(box_a, box_b):
     return [y1, x1, y2, x2] if y2 > y1 and x2 > x1 else None
 
 
-def image_patch(record: Intermediates, box_px) -> np.ndarray:
+def image_patch(record, box_px) -> np.ndarray:
     """The molded image under a pixel box (at least 1x1)."""
     y1, x1, y2, x2 = (int(v) for v in box_px)
     y1, x1 = max(y1, 0), max(x1, 0)

@@ -30,17 +30,12 @@ import numpy as np
 
 from mrcnn.anchors import backbone_shapes, denorm_boxes, norm_boxes
 from mrcnn.classes import class_name, class_names_for
-from mrcnn.explain import (FEATURE_STRIDES, RPN_LEVELS, anchors_at, detections_at, image_patch,
-                           intersection, iou, level_formula, nms, objectness_maps,
-                           paste_soft_mask)
 from mrcnn.pixels import to_rgb_array
 from mrcnn.molding import unmold_boxes, unmold_detections
 
 # The explanations stay importable from here, where they lived first.
-__all__ = ["FEATURE_NAMES", "FEATURE_STRIDES", "HEAD_MAPS", "RPN_LEVELS", "Intermediates",
-           "anchor_counts", "anchors_at", "compute_intermediates", "detections_at",
-           "image_patch", "intersection", "iou", "level_formula", "nms", "objectness_maps",
-           "paste_soft_mask"]
+__all__ = ["FEATURE_NAMES", "HEAD_MAPS", "TRAINING_POSITIVE_IOU", "Intermediates",
+           "anchor_counts", "compute_intermediates"]
 
 FEATURE_NAMES = ("C2", "C3", "C4", "C5", "P2", "P3", "P4", "P5", "P6")
 HEAD_MAPS = ("P2", "P3", "P4", "P5")     # what RoI align reads; kept for reruns of the heads

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from mrcnn import explain
 from mrcnn import intermediates as stages
 from mrcnn.draw import figures as fig
 
@@ -32,7 +33,7 @@ def section_roi_align(insp) -> None:
         format_func=lambda j: f"proposal #{int(insp.crop_ids[j]) + 1} "
                               f"(P{int(insp.proposal_levels[insp.crop_ids[j]])})")
     index = int(insp.crop_ids[choice])
-    f = stages.level_formula(insp, index)
+    f = explain.level_formula(insp, index)
     st.markdown(
         f"Proposal #{index + 1}: h = {f['h']:.3f}, w = {f['w']:.3f} (fractions of the "
         f"frame) → √(h·w)·√(H·W) = {f['side_px']:.1f} px → {f['side_px']:.1f} / 224 = "
@@ -46,7 +47,7 @@ def section_roi_align(insp) -> None:
     box_px = insp.to_pixels(insp.proposals[index])
     picture = fig.draw_boxes(picture, [box_px], [WHITE], width=4,
                                   labels=[f"#{index + 1} → P{f['level']}"], scale=s)
-    patch = stages.image_patch(insp, box_px)
+    patch = explain.image_patch(insp, box_px)
     crop7 = insp.crops_classifier[choice]
     crop14 = insp.crops_mask[choice]
     cols = st.columns([2, 1, 1, 1])
@@ -111,7 +112,7 @@ def section_heads(insp) -> None:
     threshold = st.slider("Minimum class score", 0.0, 1.0,
                           float(insp.detection_min_confidence), step=0.05,
                           key="hiw_heads_threshold")
-    chosen = stages.detections_at(insp, threshold)
+    chosen = explain.detections_at(insp, threshold)
     candidates, kept = chosen["candidates"], chosen["kept"]
     names = sorted({insp.class_name(c) for c in insp.roi_class_ids[candidates]})
     only = st.selectbox("Class", ["all classes"] + names, key="hiw_heads_class")
@@ -161,8 +162,8 @@ def iou_explainer() -> None:
         by = st.slider("Box B: y", 0, 200, 110, key="hiw_iou_by")
     a = [ay, ax, ay + 180, ax + 160]
     b = [by, bx, by + 180, bx + 160]
-    value = float(stages.iou(a, [b])[0])
-    overlap = stages.intersection(a, b)
+    value = float(explain.iou(a, [b])[0])
+    overlap = explain.intersection(a, b)
     canvas = np.full((size, size, 3), 250, np.uint8)
     canvas = fig.draw_boxes(canvas, [a, b], [(40, 120, 220), (230, 110, 30)], width=3,
                                  labels=["A (true box)", "B (RoI)"], fill_alpha=0.12)
@@ -202,7 +203,7 @@ def section_masks(insp) -> None:
                               f"{insp.scores[i]:.3f}")
     threshold = st.slider("Mask threshold", 0.05, 0.95, 0.5, step=0.05, key="hiw_mask_threshold")
     soft = insp.soft_masks[pick]
-    pasted = stages.paste_soft_mask(soft, insp.rois[pick], insp.image.shape)
+    pasted = explain.paste_soft_mask(soft, insp.rois[pick], insp.image.shape)
     mask = pasted >= threshold
     result = {"rois": insp.rois[pick:pick + 1], "class_ids": insp.class_ids[pick:pick + 1],
               "scores": insp.scores[pick:pick + 1], "masks": mask[:, :, None]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from mrcnn import intermediates as stages
+from mrcnn import explain
 from mrcnn.draw import figures as fig
 
 DISPLAY = 512            # side of the molded-frame pictures, pixels
@@ -89,7 +89,7 @@ def section_backbone(insp) -> None:
                        else fig.enlarge(fig.colormap(mean), 256))
             col.image(picture, width="stretch",
                       caption=f"{name}: {rows}×{columns}×{channels}, "
-                              f"stride {stages.FEATURE_STRIDES[name]}")
+                              f"stride {explain.FEATURE_STRIDES[name]}")
     shapes_line("stride = input pixels per map cell",
                 "C2..C5 channels 256, 512, 1024, 2048; P2..P6 channels 256")
 
@@ -104,8 +104,8 @@ def section_anchors(insp) -> None:
         f"({', '.join(f'{r:g}' for r in insp.anchor_ratios)}), all of area scale²; the "
         f"scale grows with the level ({', '.join(map(str, insp.anchor_scales))} pixels). "
         f"The network never draws boxes from nothing: it scores and nudges these.")
-    table = {"level": list(stages.RPN_LEVELS),
-             "stride": [stages.FEATURE_STRIDES[n] for n in stages.RPN_LEVELS],
+    table = {"level": list(explain.RPN_LEVELS),
+             "stride": [explain.FEATURE_STRIDES[n] for n in explain.RPN_LEVELS],
              "grid": [f"{r}×{c}" for r, c in insp.level_shapes],
              "anchor scale (px)": list(insp.anchor_scales),
              "anchors": [f"{int(n):,}" for n in insp.anchors_per_level]}
@@ -114,7 +114,7 @@ def section_anchors(insp) -> None:
         st.dataframe(table, hide_index=True)
         st.metric("Anchors in total", f"{insp.anchor_count:,}")
         st.caption(f"Σ ⌈{H}/s⌉ × ⌈{W}/s⌉ × {len(insp.anchor_ratios)} over the strides s = "
-                   + ", ".join(str(stages.FEATURE_STRIDES[n]) for n in stages.RPN_LEVELS)
+                   + ", ".join(str(explain.FEATURE_STRIDES[n]) for n in explain.RPN_LEVELS)
                    + f"; tensor (1, {insp.anchor_count:,}, 4)")
         level = st.radio("Level", [2, 3, 4, 5, 6], index=2, horizontal=True,
                          format_func=lambda n: f"P{n}", key="hiw_anchor_level")
@@ -124,13 +124,13 @@ def section_anchors(insp) -> None:
     levels = [2, 3, 4, 5, 6] if every_level else [level]
     boxes, colours, labels = [], [], []
     for lv in levels:
-        at = stages.anchors_at(insp, lv, y, x)
+        at = explain.anchors_at(insp, lv, y, x)
         for i, box in enumerate(at["boxes"]):
             boxes.append(box)
             colours.append(LEVEL_COLOURS[lv] if every_level else RATIO_COLOURS[i])
             labels.append(f"P{lv}" if every_level and i == 1 else
                           ("" if every_level else f"ratio {insp.anchor_ratios[i]:g}"))
-    at = stages.anchors_at(insp, level, y, x)
+    at = explain.anchors_at(insp, level, y, x)
     s = to_display(insp)
     picture = fig.draw_boxes(fig.dim(frame(insp), 0.3), boxes, colours, width=2,
                                   labels=labels, scale=s)
@@ -186,6 +186,6 @@ def section_rpn(insp) -> None:
                         f"{int((~kept).sum())} suppressed (red)")
     st.markdown("**Objectness per level** (the best of the three anchors at each cell):")
     cols = st.columns(5)
-    for col, (name, scores) in zip(cols, stages.objectness_maps(insp).items()):
+    for col, (name, scores) in zip(cols, explain.objectness_maps(insp).items()):
         col.image(fig.enlarge(fig.colormap(scores, "viridis", 0.0, 1.0), 256),
                   width="stretch", caption=f"{name}: max {scores.max():.3f}")

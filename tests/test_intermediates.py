@@ -14,8 +14,8 @@ import pytest
 from mrcnn import CocoConfig
 from mrcnn.anchors import get_anchors
 from mrcnn.draw.figures import draw_boxes, zoom, zoom_region
-from mrcnn.intermediates import (Intermediates, anchor_counts, anchors_at, compute_intermediates,
-                                 detections_at, iou, level_formula, nms, paste_soft_mask)
+from mrcnn.explain import anchors_at, detections_at, iou, level_formula, nms, paste_soft_mask
+from mrcnn.intermediates import Intermediates, anchor_counts, compute_intermediates
 
 f32 = np.float32
 

@@ -47,7 +47,7 @@ def number(text: str) -> int:
 
 
 def test_every_section_renders_the_engines_numbers_and_controls_work(page_env, coco_model, photos):
-    from mrcnn.intermediates import iou
+    from mrcnn.explain import iou
 
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
     at.run()
