@@ -76,7 +76,7 @@ class ViewSettings:
 def sidebar_settings(services: Services) -> tuple[RunSettings, ViewSettings]:
     names = services.class_names
     largest = int(services.config.IMAGE_MAX_DIM)
-    sizes = {size: text for size, text in IMAGE_SIZES.items() if size <= max(largest, 512)}
+    sizes = {size: text for size, text in IMAGE_SIZES.items() if size <= largest}
     if largest not in sizes:
         sizes[largest] = f"{largest} px: this model's own size (default)"
     with st.sidebar:

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from concurrent.futures import CancelledError, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,6 @@ def session_id() -> str:
     Streamlit gives every session the same id (``AppTest``).
     """
     from streamlit.runtime.scriptrunner import get_script_run_ctx
-    import uuid
     ctx = get_script_run_ctx()
     own = st.session_state.setdefault("_studio_visitor", uuid.uuid4().hex[:12])
     return f"{ctx.session_id if ctx is not None else 'no-session'}/{own}"
