@@ -14,7 +14,7 @@ Then it evaluates on 200 held-out generated images with pycocotools' COCOeval
 model build or the evaluation. ``--curve`` also evaluates every epoch's checkpoint
 afterwards (outside the timed part) and adds mAP against training minutes.
 
-    python benchmarks/train_shapes.py [--epochs 12] [--steps 50] [--curve]
+    python benchmarks/train_shapes.py [--epochs 30] [--steps 50] [--curve]
 """
 from __future__ import annotations
 
@@ -34,14 +34,15 @@ TRAIN_SEED, VAL_SEED, EVAL_SEED = 1, 2, 3
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=CONFIG, help="module:Class (a ShapesConfig)")
     parser.add_argument("--init", choices=["scratch", "generated"], default="scratch")
     parser.add_argument("--layers", default="all")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--images-per-step", type=int, default=None,
                         help="IMAGES_PER_GPU (default: ShapesConfig's)")
     parser.add_argument("--lr", type=float, default=None, help="default: ShapesConfig's")
-    parser.add_argument("--low-lr-epochs", type=int, default=2,
+    parser.add_argument("--low-lr-epochs", type=int, default=5,
                         help="last epochs trained at lr / 10")
     parser.add_argument("--train-images", type=int, default=10000)
     parser.add_argument("--eval-images", type=int, default=200)
@@ -58,7 +59,8 @@ def main():
     from mrcnn.model import MaskRCNN
     from mrcnn.training.calibration import calibrate_batchnorm
     from mrcnn.training.evaluate import coco_map
-    from mrcnn.training.shapes import ShapesConfig, ShapesDataset
+    from mrcnn.config import config_from_path
+    from mrcnn.training.shapes import ShapesDataset
 
     overrides = {"STEPS_PER_EPOCH": args.steps}
     for item in args.set:
@@ -68,7 +70,7 @@ def main():
         overrides["IMAGES_PER_GPU"] = args.images_per_step
     if args.lr:
         overrides["LEARNING_RATE"] = args.lr
-    config = type("BenchmarkShapesConfig", (ShapesConfig,), overrides)()
+    config = config_from_path(args.config, overrides)
     out = Path(args.out or tempfile.mkdtemp(prefix="train_shapes_"))
 
     def shapes(count, seed):
@@ -115,7 +117,7 @@ def main():
               "eval_images": args.eval_images, "detections": scores["detections"],
               "eval_seconds": round(evaluate_seconds, 1), "load_average_at_start": load,
               "cpus": os.cpu_count(), "overrides": args.set, "weights": str(weights),
-              "config": CONFIG}
+              "config": args.config}
     if args.curve:
         inference = MaskRCNN(config)
         curve = []

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn.model import MaskRCNN
-from mrcnn.training.calibration import calibrate_batchnorm
+from mrcnn.training.calibration import backbone_statistics, calibrate_batchnorm
 from mrcnn.training.data import TrainingBatches
 from mrcnn.training.graph import decayed_variables, set_trainable
 from mrcnn.training.shapes import ShapesConfig, ShapesDataset
@@ -32,6 +32,7 @@ class TinyConfig(ShapesConfig):
     POST_NMS_ROIS_INFERENCE = 50
     STEPS_PER_EPOCH = 2
     VALIDATION_STEPS = 1
+    TRAIN_BN = False            # matterport's default; test_train_bn turns it on
 
 
 def shapes(count, seed, size=64):
@@ -151,6 +152,35 @@ def test_a_few_steps_lower_the_total_loss_on_a_fixed_batch(restored):
         trainer.run(trainer.train_step, batch)
     end = loss()
     assert np.isfinite(start) and end < 0.7 * start, (start, end)
+
+
+def test_train_bn_trains_backbone_statistics_and_measures_them_exactly(restored):
+    model, _, _, batch = restored
+    config = model.config
+    config.TRAIN_BN = True
+    try:
+        trainer = Trainer(model, 0.001, "all", batch["images"].shape[1:],
+                          batch["gt_masks"].shape[1:3])
+        before = values_of(model)
+        trainer.run(trainer.validation_step, batch)
+        assert all(np.array_equal(v.numpy(), before[v.path]) for v in model.keras_model.weights)
+        trainer.run(trainer.train_step, batch)
+        after = values_of(model)
+    finally:
+        config.TRAIN_BN = False
+    assert not np.array_equal(after["bn2a_branch2a/moving_mean"], before["bn2a_branch2a/moving_mean"])
+    for path in before:                       # the heads' BatchNorm keeps its statistics
+        if path.startswith("mrcnn_") and path.endswith(("moving_mean", "moving_variance")):
+            np.testing.assert_array_equal(after[path], before[path], err_msg=path)
+    # Precise statistics: bn_conv1's moving mean/variance become its input's moments.
+    conv1 = keras.Model(model.keras_model.inputs[0],
+                        model.keras_model.get_layer("conv1").output)
+    inputs = conv1(batch["images"]).numpy().astype(np.float64)
+    backbone_statistics(model, batch["images"])
+    bn = model.keras_model.get_layer("bn_conv1")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), inputs.mean(axis=(0, 1, 2)), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), inputs.var(axis=(0, 1, 2)), rtol=1e-3)
 
 
 # --------------------------------------------------------------------------- train()

@@ -37,6 +37,27 @@ def _set_statistics(wrapped_bn, values, weights):
     bn.moving_variance.assign(variance)
 
 
+def backbone_statistics(model, images, graph=None) -> None:
+    """Moving mean/variance of the backbone's trainable BatchNorm layers := the
+    statistics of ``images`` [N, H, W, 3] (molded), layer after layer.
+
+    One forward pass in training mode with momentum 0. Run after training with
+    TRAIN_BN = True it replaces the lagging moving averages by the statistics of the
+    final weights ("precise BatchNorm"); layers that do not train keep theirs.
+    """
+    graph = graph or TrainingGraph(model)
+    layers = [layer for layer in _backbone_batchnorms(model) if layer.trainable]
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        graph.pyramid(tf.constant(images), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    model.folded.refresh()
+
+
 def calibrate_batchnorm(model, dataset, images=16, seed=0, zero_residual_gamma=True) -> int:
     """Set every BatchNorm's moving statistics from ``images`` images of ``dataset``.
 
@@ -64,14 +85,14 @@ def calibrate_batchnorm(model, dataset, images=16, seed=0, zero_residual_gamma=T
         for layer in layers:
             if layer.name.endswith("_branch2c"):
                 layer.gamma.assign(tf.zeros_like(layer.gamma))
-    saved = [(layer.momentum, layer.trainable) for layer in layers]
+    saved = [layer.trainable for layer in layers]
     try:
         for layer in layers:
-            layer.momentum, layer.trainable = 0.0, True
-        p_maps = graph.pyramid(tf.constant(batch["images"]), training=True)
+            layer.trainable = True
+        backbone_statistics(model, batch["images"], graph)
     finally:
-        for layer, (momentum, trainable) in zip(layers, saved):
-            layer.momentum, layer.trainable = momentum, trainable
+        for layer, trainable in zip(layers, saved):
+            layer.trainable = trainable
     p_maps = graph.pyramid(tf.constant(batch["images"]), training=False)[:4]
 
     heads = model.heads

@@ -7,8 +7,12 @@ It reuses the layers of a ``MaskRCNN`` (one set of weights for training and
   flows into the RPN through the RoI coordinates);
 - the heads see RoIs sampled by ``detection_targets`` (positives first), and the
   mask head runs only on the positive slots, the only ones its loss reads;
-- BatchNorm always uses its moving statistics (TRAIN_BN = False): gamma and beta of
-  the trained layers learn, the statistics never change.
+- BatchNorm: with TRAIN_BN = False (matterport's default, for fine-tuning) every
+  BatchNorm uses its moving statistics, which never change, while gamma and beta of
+  the trained layers learn. With TRAIN_BN = True the backbone's trained BatchNorm
+  layers normalise with the batch's statistics and update their moving averages (as
+  Keras does in training mode); the heads' BatchNorm layers keep their statistics
+  (``mrcnn.heads`` builds them for inference).
 
 ``layers=`` selects what trains, with matterport's regular expressions matched
 against whole layer names (the RPN's convolutions inside ``rpn_model`` included).

@@ -15,6 +15,10 @@ Keras 2 HDF5 layout ``load_weights`` and the app read) into
 The optimiser is SGD with LEARNING_MOMENTUM, each gradient tensor clipped to
 GRADIENT_CLIP_NORM (Keras' ``clipnorm``); the loss is the sum of the five losses
 times LOSS_WEIGHTS plus matterport's weight decay (never on BatchNorm gamma/beta).
+With TRAIN_BN = True the backbone's BatchNorm trains on batch statistics, and before
+each checkpoint its moving statistics are re-measured on STATISTICS_IMAGES training
+images with the epoch's final weights (the moving averages lag behind weights that
+change fast, and inference uses them).
 """
 from __future__ import annotations
 
@@ -28,12 +32,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.training.calibration import backbone_statistics
 from mrcnn.training.data import TrainingBatches, prefetch
 from mrcnn.training.graph import (TrainingGraph, batch_signature, decayed_variables,
                                   set_trainable, total_loss)
 from mrcnn.training.losses import LOSS_NAMES
 
 LOG_COLUMNS = ("loss",) + LOSS_NAMES
+STATISTICS_IMAGES = 32     # with TRAIN_BN, BatchNorm statistics re-measured on these before a checkpoint
 
 
 class Trainer:
@@ -108,9 +114,11 @@ def _call(callbacks, method, *args):
 
 
 def _append_row(path: Path, row: dict):
+    """One epoch's row of losses.csv (validation columns empty without validation)."""
+    columns = ["epoch", "steps", "seconds", *LOG_COLUMNS, *(f"val_{n}" for n in LOG_COLUMNS)]
     new = not path.exists()
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
         if new:
             writer.writeheader()
         writer.writerow(row)
@@ -184,6 +192,10 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers,
                 logs.update({f"val_{name}": float(np.mean([v[name] for v in val]))
                              for name in LOG_COLUMNS})
             model.epoch = epoch + 1
+            if cfg.TRAIN_BN:
+                statistics_images = np.concatenate(
+                    [next(source)["images"] for _ in range(-(-STATISTICS_IMAGES // cfg.BATCH_SIZE))])
+                backbone_statistics(model, statistics_images, model._training_graph)
             path = save_checkpoint(model, checkpoint_path(model, epoch + 1), keep_checkpoints)
             _append_row(folder / "losses.csv", logs)
             if verbose:

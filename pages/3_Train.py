@@ -1,0 +1,160 @@
+"""Train: watch Mask R-CNN learn generated shapes, live.
+
+One short run per server process (``mrcnn.training.background.TrainingRun``),
+shared by every visitor: whoever opens the page while it trains watches the same
+run. The page only starts, stops and draws; the run lives in a thread.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import streamlit as st
+
+from mrcnn.draw.figures import enlarge
+from mrcnn.draw.overlay import draw_detections
+from mrcnn.training.background import RunInProgress, TrainingRun
+from mrcnn.training.losses import LOSS_NAMES
+
+st.set_page_config(page_title="Train · Mask R-CNN Studio", page_icon=":chart_with_downwards_trend:",
+                   layout="wide")
+
+STEPS_PER_EPOCH = 25
+PICTURE_SIZE = 384
+
+
+@st.cache_resource
+def training_slot() -> dict:
+    """The process-wide run: {"run": the latest TrainingRun or None, "lock": ...}."""
+    return {"run": None, "lock": threading.Lock()}
+
+
+def app_shapes_model():
+    """(config, weights file) of the app's own model when it is a shapes model, else None."""
+    from mrcnn.config import config_from_path
+    from mrcnn.training.shapes import ShapesConfig
+    from mrcnn.weights import default_weights_path
+    from studio.shared import CONFIG_ENV, setting
+    path = setting(CONFIG_ENV)
+    if not path:
+        return None
+    try:
+        config = config_from_path(path)
+    except (ImportError, ValueError):
+        return None
+    weights = default_weights_path()
+    return (config, weights) if isinstance(config, ShapesConfig) and weights.exists() else None
+
+
+def start_ui(slot: dict) -> None:
+    """The settings of a new run, and the button that starts it."""
+    from mrcnn.training.shapes import QuickShapesConfig
+    options = {"from scratch: random weights, 64×64 shapes": (QuickShapesConfig(), None)}
+    app_model = app_shapes_model()
+    if app_model is not None:
+        options[f"from the app's model ({app_model[1].name})"] = (app_model[0],
+                                                                  str(app_model[1]))
+    left, middle, right = st.columns(3)
+    layers = left.radio("Layers to train", ["all", "heads"], horizontal=True,
+                        help="'heads': only the feature pyramid, the RPN and the box, class "
+                             "and mask heads; the ResNet backbone stays as it is. "
+                             "'all': every layer.")
+    epochs = middle.slider("Epochs", 2, 30, 10,
+                           help=f"Each epoch is {STEPS_PER_EPOCH} steps of 4 generated "
+                                "images, then a checkpoint and a look at the validation image.")
+    start = right.radio("Start", list(options))
+    if st.button("Start training", type="primary"):
+        config, weights = options[start]
+        with slot["lock"]:
+            try:
+                slot["run"] = TrainingRun(layers=layers, epochs=epochs, config=config,
+                                          steps_per_epoch=STEPS_PER_EPOCH,
+                                          weights=weights).start()
+            except RunInProgress as error:
+                st.warning(str(error))
+        st.rerun()
+
+
+def loss_chart(snapshot: dict) -> None:
+    losses = snapshot["losses"]
+    if not losses:
+        st.info("Building the network and compiling the training step (about half a minute)…")
+        return
+    frame = pd.DataFrame(losses).set_index("step")[["loss", *LOSS_NAMES]]
+    st.line_chart(frame.rolling(5, min_periods=1).mean(), x_label="step",
+                  y_label="loss (mean of the last 5 steps)")
+
+
+def detections_view(run: TrainingRun, snapshot: dict) -> None:
+    epochs = snapshot["epochs"]
+    truth, found = st.columns(2)
+    truth.image(enlarge(run.image, PICTURE_SIZE), width="stretch",
+                caption=f"Validation image: {len(run.true_class_ids)} shapes "
+                        f"({', '.join(run.class_names[i] for i in run.true_class_ids)})")
+    if not epochs:
+        found.info("The detections appear here after the first epoch.")
+        return
+    last = epochs[-1]
+    picture = draw_detections(run.image, last["detections"], run.class_names)
+    count = len(last["detections"]["class_ids"])
+    found.image(enlarge(picture, PICTURE_SIZE), width="stretch",
+                caption=f"After epoch {last['epoch']}: {count} detection(s) at confidence ≥ 0.5")
+
+
+def status_line(snapshot: dict) -> str:
+    step = len(snapshot["losses"])
+    total = snapshot["total_epochs"] * snapshot["steps_per_epoch"]
+    elapsed = (snapshot["finished"] or time.time()) - snapshot["started"]
+    done = len(snapshot["epochs"])
+    words = {"starting": "Starting", "training": "Training", "stopping": "Stopping after this step",
+             "finished": "Finished", "stopped": "Stopped", "failed": "Failed"}
+    return (f"**{words[snapshot['status']]}** · layers `{snapshot['layers']}` · epoch "
+            f"{min(done + 1, snapshot['total_epochs'])} of {snapshot['total_epochs']} · step "
+            f"{step} of {total} · {elapsed:.0f} s")
+
+
+def run_view(run: TrainingRun) -> None:
+    snapshot = run.snapshot()
+    st.markdown(status_line(snapshot))
+    if snapshot["status"] == "failed":
+        st.error(f"The run failed: {snapshot['error']}")
+    if run.alive and st.button("Stop", key="stop_training"):
+        run.stop()
+    loss_chart(snapshot)
+    detections_view(run, snapshot)
+    if snapshot["epochs"]:
+        st.caption(f"Latest checkpoint: `{snapshot['epochs'][-1]['checkpoint']}`")
+
+
+@st.fragment(run_every=2)
+def live(slot: dict) -> None:
+    run = slot["run"]
+    run_view(run)
+    if not run.alive:
+        st.rerun()            # the run ended: redraw the page without the live refresh
+
+
+st.title("Train Mask R-CNN")
+st.markdown(
+    "A short training run on generated images of squares, circles and triangles, live. "
+    "Each **step** draws 4 images, labels the anchors the RPN should find (IoU ≥ 0.7 with a "
+    "shape) and those it should reject (IoU < 0.3), samples 32 RoIs from the proposals (a "
+    "third of them on a shape), and takes one SGD step on the five losses: RPN objectness "
+    "and box, and the heads' class, box and mask. Each **epoch** ends with a checkpoint, "
+    "and the network then detects the shapes of the same validation image, so you see it "
+    "learn.")
+st.warning(
+    "Training shares this server's processor with detection: while a run goes, every "
+    "visitor's detections on the other pages are slower. One run at a time per server; "
+    "everyone who opens this page watches the same run.")
+
+slot = training_slot()
+run = slot["run"]
+if run is not None and run.alive:
+    live(slot)
+else:
+    if run is not None:
+        run_view(run)
+        st.divider()
+    start_ui(slot)
