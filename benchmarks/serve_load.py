@@ -14,7 +14,7 @@ Steps, in one process:
 3. Steady run: ``--clients`` concurrent clients (asyncio + httpx, bounded by the
    number of clients) send ``--requests`` requests each, every client its own
    images; every answer is compared with its image's expected detections
-   (``mrcnn.serve_client.detections_difference``), so an answer meant for
+   (``mrcnn.testing.compare.detections_difference``), so an answer meant for
    another request counts as an error.
 4. Kill run: the same load, and when half of it is answered one replica is
    killed (``ray.kill``); clients retry with the app client's backoff policy.

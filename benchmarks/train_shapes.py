@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CONFIG = "mrcnn.training.shapes:ShapesConfig"
-TRAIN_SEED, VAL_SEED, EVAL_SEED = 1, 2, 3
+VAL_SEED, EVAL_SEED = 2, 3        # training images: seed 1 (train_shapes_from_scratch)
 
 
 def main():
@@ -54,13 +54,11 @@ def main():
                         help="override a ShapesConfig setting, e.g. --set TRAIN_ROIS_PER_IMAGE=64")
     args = parser.parse_args()
 
-    import keras
-
-    from mrcnn.model import MaskRCNN
-    from mrcnn.training.calibration import calibrate_batchnorm
-    from mrcnn.training.evaluate import coco_map
     from mrcnn.config import config_from_path
-    from mrcnn.training.shapes import ShapesDataset
+    from mrcnn.model import MaskRCNN
+    from mrcnn.testing.machine import cpu_name
+    from mrcnn.training.evaluate import coco_map
+    from mrcnn.training.shapes import shapes_dataset, train_shapes_from_scratch
 
     overrides = {"STEPS_PER_EPOCH": args.steps}
     for item in args.set:
@@ -72,38 +70,20 @@ def main():
         overrides["LEARNING_RATE"] = args.lr
     config = config_from_path(args.config, overrides)
     out = Path(args.out or tempfile.mkdtemp(prefix="train_shapes_"))
-
-    def shapes(count, seed):
-        dataset = ShapesDataset()
-        dataset.load_shapes(count, config.IMAGE_MAX_DIM, config.IMAGE_MAX_DIM, seed=seed)
-        dataset.prepare()
-        return dataset
-
-    train_set, val_set, eval_set = (shapes(args.train_images, TRAIN_SEED), shapes(50, VAL_SEED),
-                                    shapes(args.eval_images, EVAL_SEED))
-    load = os.getloadavg()
-    keras.utils.set_random_seed(args.seed)
-    model = MaskRCNN(mode="training", config=config, model_dir=out)
-
-    started = time.perf_counter()
+    size = config.IMAGE_MAX_DIM
+    val_set, eval_set = shapes_dataset(50, VAL_SEED, size), shapes_dataset(args.eval_images,
+                                                                          EVAL_SEED, size)
+    weights = None
     if args.init == "generated":
         from mrcnn.testing.synthetic_weights import generate_model_weights
-        model.load_weights(generate_model_weights(model.keras_model, out / "generated.h5",
-                                                  seed=args.seed))
-    calibrate_batchnorm(model, train_set, images=32, seed=args.seed)
-    marks = [("calibrated", time.perf_counter() - started)]
-
-    class Clock:
-        def on_epoch_end(self, epoch, logs):
-            marks.append((logs["checkpoint"], time.perf_counter() - started))
-
-    high = max(args.epochs - args.low_lr_epochs, 1)
-    model.train(train_set, val_set, config.LEARNING_RATE, epochs=high, layers=args.layers,
-                custom_callbacks=[Clock()], seed=args.seed)
-    if args.epochs > high:
-        model.train(train_set, val_set, config.LEARNING_RATE / 10, epochs=args.epochs,
-                    layers=args.layers, custom_callbacks=[Clock()], seed=args.seed + 1)
-    train_minutes = (time.perf_counter() - started) / 60
+        builder = MaskRCNN(mode="training", config=config, model_dir=out)
+        weights = generate_model_weights(builder.keras_model, out / "generated.h5", seed=args.seed)
+        del builder
+    load = os.getloadavg()
+    model, marks = train_shapes_from_scratch(
+        config, out, args.epochs, args.low_lr_epochs, args.train_images, args.seed,
+        val_dataset=val_set, weights=weights)
+    train_minutes = marks[-1][1] / 60
     weights = marks[-1][0]
 
     evaluated = time.perf_counter()
@@ -116,7 +96,7 @@ def main():
               "learning_rate": config.LEARNING_RATE, "batch_size": config.BATCH_SIZE,
               "eval_images": args.eval_images, "detections": scores["detections"],
               "eval_seconds": round(evaluate_seconds, 1), "load_average_at_start": load,
-              "cpus": os.cpu_count(), "overrides": args.set, "weights": str(weights),
+              "cpu": cpu_name(), "cpus": os.cpu_count(), "overrides": args.set, "weights": str(weights),
               "config": args.config}
     if args.curve:
         inference = MaskRCNN(config)

@@ -2,6 +2,8 @@
 
     python docs/screenshots.py                       # generated weights (meaningless detections)
     python docs/screenshots.py --weights weights/mask_rcnn_coco.h5
+    python docs/screenshots.py --only inspector --weights shapes.h5 \
+        --config mrcnn.training.shapes:ShapesConfig --sample "shapes 1"   # a trained shapes model
 
 Starts the app (``streamlit run app.py``) with the given weights, or with a file
 generated in the published layout from seeded values when none is given, opens
@@ -104,10 +106,10 @@ INSPECTOR_CLIP = """() => {
 }"""
 
 
-def inspector(page, url: str, width: int) -> None:
+def inspector(page, url: str, width: int, sample: str) -> None:
     """The main page with a sample photo, after a click on its best object."""
     page.goto(url)
-    page.get_by_role("button", name="Coffee").click()
+    page.get_by_role("button", name=sample).click()
     page.locator('.st-key-gallery [data-testid="stImage"]').first.wait_for(timeout=TIMEOUT_MS)
     wait_until_idle(page)
     chart = page.locator('[data-testid="stPlotlyChart"]').first
@@ -127,16 +129,20 @@ def inspector(page, url: str, width: int) -> None:
     print(f"{OUT / 'inspector.png'}: {size / 1000:.0f} kB")
 
 
-def take(weights: Path, width: int, log: Path) -> None:
+def take(weights: Path, width: int, log: Path, config: str | None = None,
+         sample: str = "Coffee", only: str | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
-    with streamlit_app({"MRCNN_WEIGHTS": str(weights)}, log) as (url, _), \
+    with streamlit_app({"MRCNN_WEIGHTS": str(weights), "MRCNN_CONFIG": config}, log) as (url, _), \
             sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            inspector(page, url, width)
+            if only != "lesson":
+                inspector(page, url, width, sample)
+            if only == "inspector":
+                return
             page.set_viewport_size({"width": 1400, "height": 1000})
             page.goto(f"{url}/How_it_works")
             page.get_by_role("heading", name="9. What if…").wait_for(timeout=TIMEOUT_MS)
@@ -165,13 +171,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="weights file (default: generated)")
     parser.add_argument("--width", type=int, default=1200, help="largest picture width")
+    parser.add_argument("--config", help="MRCNN_CONFIG of the weights (module:Class)")
+    parser.add_argument("--sample", default="Coffee", help="sample picture the inspector opens")
+    parser.add_argument("--only", choices=["inspector", "lesson"], help="take only these")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         weights = args.weights
         if weights is None:
             from mrcnn.testing.synthetic_weights import generate_coco_weights
             weights = generate_coco_weights(Path(scratch) / "coco_generated.h5", seed=0)
-        take(Path(weights).resolve(), args.width, Path(scratch) / "streamlit.log")
+        take(Path(weights).resolve(), args.width, Path(scratch) / "streamlit.log", args.config,
+             args.sample, args.only)
 
 
 if __name__ == "__main__":

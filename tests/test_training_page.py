@@ -24,7 +24,7 @@ def test_the_page_starts_a_shared_run_and_stops_it(monkeypatch, tmp_path):
     assert not at.exception
     assert "shares this server's processor with detection" in at.warning[0].value
     assert [r.label for r in at.radio] == ["Layers to train", "Start"]
-    assert at.radio[1].options == ["from scratch: random weights, 64×64 shapes"]
+    assert at.radio[1].options == ["from scratch: random weights"]
     assert not [b for b in at.button if b.label == "Stop"]
 
     at.radio[0].set_value("heads")

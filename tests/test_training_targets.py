@@ -13,8 +13,12 @@ import skimage.draw
 
 from mrcnn.anchors import backbone_shapes, pyramid_anchors
 from mrcnn.config import Config
-from mrcnn.training.targets import (build_rpn_targets, expand_mask, extract_bboxes,
-                                    minimize_mask)
+from mrcnn.training.targets import (
+    build_rpn_targets,
+    expand_mask,
+    extract_bboxes,
+    minimize_mask,
+)
 
 
 class TargetConfig(Config):
@@ -213,6 +217,7 @@ def detection_case(seed, crowd=False):
 
 def run_detection_targets(proposals, class_ids, boxes, masks, cfg, slots=80, seed=0):
     import tensorflow as tf
+
     from mrcnn.training.targets import detection_targets
     tf.random.set_seed(seed)
     mini = minimize_mask(boxes, masks, cfg.MINI_MASK_SHAPE) if cfg.USE_MINI_MASK else masks

@@ -7,12 +7,21 @@ __all__ = ["cpu_name"]
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), e.g. ``AMD EPYC 9B45``."""
+    """The CPU's model name (``/proc/cpuinfo``) with its family and model numbers, e.g.
+    ``AMD EPYC (family 25, model 17)``: a virtual machine often shows a bare name."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name

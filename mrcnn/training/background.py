@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrcnn.training.shapes import QuickShapesConfig, draw_shapes
+from mrcnn.training.shapes import ShapesConfig, draw_shapes
 
 
 class RunInProgress(RuntimeError):
@@ -29,7 +29,7 @@ class RunInProgress(RuntimeError):
 
 
 class TrainingRun:
-    """A shapes training run (``QuickShapesConfig``, 64x64, unless ``config`` is given).
+    """A shapes training run (``ShapesConfig``, 128x128, unless ``config`` is given).
 
     layers: "heads" or "all" (any ``layers=`` of ``train()``).
     epochs, steps_per_epoch: the length of the run (BATCH_SIZE images per step).
@@ -38,12 +38,12 @@ class TrainingRun:
     """
 
     _lock = threading.Lock()
-    _active: "TrainingRun | None" = None
+    _active: TrainingRun | None = None
 
     def __init__(self, layers="all", epochs=4, steps_per_epoch=25, learning_rate=None,
                  weights=None, model_dir=None, config=None, seed=0,
                  validation_seed=4_000_000):
-        base = type(config) if config is not None else QuickShapesConfig
+        base = type(config) if config is not None else ShapesConfig
         self.config = type("TrainPageConfig", (base,), {
             "STEPS_PER_EPOCH": int(steps_per_epoch), "VALIDATION_STEPS": 0})()
         self.layers, self.epochs, self.weights = layers, int(epochs), weights
@@ -63,13 +63,13 @@ class TrainingRun:
 
     # ------------------------------------------------------------ control
     @classmethod
-    def active(cls) -> "TrainingRun | None":
+    def active(cls) -> TrainingRun | None:
         """The run training in this process now, if any."""
         with cls._lock:
             run = cls._active
             return run if run is not None and run.alive else None
 
-    def start(self) -> "TrainingRun":
+    def start(self) -> TrainingRun:
         with TrainingRun._lock:
             current = TrainingRun._active
             if current is not None and current.alive:

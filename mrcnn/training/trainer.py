@@ -34,8 +34,13 @@ import tensorflow as tf
 
 from mrcnn.training.calibration import backbone_statistics
 from mrcnn.training.data import TrainingBatches, prefetch
-from mrcnn.training.graph import (TrainingGraph, batch_signature, decayed_variables,
-                                  set_trainable, total_loss)
+from mrcnn.training.graph import (
+    TrainingGraph,
+    batch_signature,
+    decayed_variables,
+    set_trainable,
+    total_loss,
+)
 from mrcnn.training.losses import LOSS_NAMES
 
 LOG_COLUMNS = ("loss",) + LOSS_NAMES
