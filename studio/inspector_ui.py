@@ -114,7 +114,22 @@ def click_targets(masks, kept: np.ndarray, image_shape) -> tuple:
         cells[inside] = kept[position]
         owner[np.ix_(rows, cols)] = cells
     ys, xs = np.nonzero(owner >= 0)
-    return xs * step, ys * step, owner[ys, xs]
+    xs, ys, owners = xs * step, ys * step, owner[ys, xs]
+    # An object too small for the grid (or hidden under better ones) still gets one
+    # target: the pixel of its mask nearest to the mask's centre.
+    missing = np.setdiff1d(np.asarray(kept), owners)
+    extra = []
+    for position in np.flatnonzero(np.isin(kept, missing)):
+        crop = masks.crop(position)
+        rows, cols = np.nonzero(crop)
+        if rows.size:
+            nearest = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+            y0, x0 = (int(v) for v in masks.windows[position][:2])
+            extra.append((x0 + cols[nearest], y0 + rows[nearest], kept[position]))
+    if extra:
+        ex, ey, eo = (np.array(v) for v in zip(*extra))
+        xs, ys, owners = np.concatenate([xs, ex]), np.concatenate([ys, ey]), np.concatenate([owners, eo])
+    return xs, ys, owners
 
 
 def clickable_overlay(picture: np.ndarray, shown: dict, kept: np.ndarray, class_names,

@@ -240,11 +240,12 @@ def objects_table(shown: dict, areas: np.ndarray, colours: np.ndarray, image_sha
         "Mask area (px)": areas,
         "Mask area (%)": 100.0 * areas / float(image_shape[0] * image_shape[1]),
     })
-    swatches = [f"background-color: {hex_colour(c)}" for c in colours]
-    marked = [index == selected for index in kept]
-    styled = frame.style.apply(lambda _: swatches, subset=["Colour"]).apply(
-        lambda row: [INSPECTED_ROW if marked[row.name] else ""] * len(row), axis=1,
-        subset=[c for c in frame.columns if c != "Colour"])
+    styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    styles["Colour"] = [f"background-color: {hex_colour(c)}" for c in colours]
+    marked = np.asarray(kept) == selected
+    if marked.any():
+        styles.loc[marked, styles.columns != "Colour"] = INSPECTED_ROW
+    styled = frame.style.apply(lambda _: styles, axis=None)     # one call, not one per row
     st.dataframe(styled, hide_index=True, width="stretch", key=TABLE_KEY, on_select="rerun",
                  selection_mode="single-row",
                  column_config={
@@ -276,14 +277,16 @@ def gallery(image, run: StoredRun, shown: dict, kept: np.ndarray, colours: np.nd
                             f"background:{hex_colour(colours[i])}'></div>")
                     st.image(png, caption=label_text(name, scores[i])
                              + (" ◀ inspected" if index == selected else ""))
-                    left, right = st.columns(2, gap="small")
-                    left.download_button(
-                        "PNG", data=png, mime="image/png", on_click="ignore",
-                        file_name=cutout_filename(int(i), count, name, scores[i]),
-                        key=f"cutout-{i}", icon=":material/download:", width="stretch")
-                    right.button("Inspect", key=f"inspect-{index}", on_click=choose,
-                                 args=(digest, index), width="stretch",
-                                 type="primary" if index == selected else "secondary")
+                    # One flex row, not two columns: a slider move redraws every element.
+                    with st.container(horizontal=True, gap="small"):
+                        st.download_button(
+                            "PNG", data=functools.partial(bytes, png), mime="image/png",
+                            on_click="ignore", key=f"cutout-{i}", icon=":material/download:",
+                            file_name=cutout_filename(int(i), count, name, scores[i]),
+                            width="stretch")
+                        st.button("Inspect", key=f"inspect-{index}", on_click=choose,
+                                  args=(digest, index), width="stretch",
+                                  type="primary" if index == selected else "secondary")
     if count > GALLERY_LIMIT:
         st.caption(f"Showing the {GALLERY_LIMIT} best of {count} objects; the ZIP has "
                    "all of them.")

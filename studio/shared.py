@@ -278,6 +278,7 @@ def wait_in_line(services: Services, job, what: str):
     session = session_id()
     box = st.empty()
     finished = False
+    shown = None
     try:
         while True:
             try:
@@ -290,8 +291,10 @@ def wait_in_line(services: Services, job, what: str):
                 finished = True
                 raise RuntimeError(f"The run for {what} was dropped: a newer request from "
                                    "this page replaced it.") from None
-            box.info(standing_text(services.queue.standing(job), what),
-                     icon=":material/hourglass_top:")
+            text = standing_text(services.queue.standing(job), what)
+            if text != shown:               # unchanged: nothing to send to the browser
+                box.info(text, icon=":material/hourglass_top:")
+                shown = text
     finally:
         if not finished:
             services.queue.detach(session, job)

@@ -11,6 +11,7 @@ either way only each mask's own rectangle is touched.
 from __future__ import annotations
 
 import colorsys
+import functools
 import io
 
 import numpy as np
@@ -196,26 +197,38 @@ def draw_detections(image, result: dict, class_names, *, colors=None,
 
 def _draw_labels(out, rois, class_ids, scores, class_names, cols, order):
     height, width = out.shape[:2]
-    label_font = font(_font_size(height, width))
-    canvas = Image.fromarray(out)
-    draw = ImageDraw.Draw(canvas)
-    pad = 2
+    size = _font_size(height, width)
     for i in order:
         text = label_text(class_name(class_names, class_ids[i]),
                           None if scores is None else scores[i])
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=label_font)
-        tag_w = right - left + 2 * pad
-        tag_h = bottom - top + 2 * pad
+        tag = _label_tag(text, size, tuple(int(c) for c in cols[i]))
+        tag_h, tag_w = tag.shape[:2]
         y1, x1, y2, x2 = (int(v) for v in rois[i])
         tx = min(max(x1, 0), max(width - tag_w, 0))
         ty = y1 - tag_h
         if ty < 0:  # no room above: put the tag inside the top of the box
             ty = min(max(y1, 0), max(height - tag_h, 0))
-        colour = tuple(int(c) for c in cols[i])
-        draw.rectangle((tx, ty, tx + tag_w - 1, ty + tag_h - 1), fill=colour)
-        draw.text((tx + pad - left, ty + pad - top), text, font=label_font,
-                  fill=_text_colour(colour))
-    out[...] = np.asarray(canvas)
+        visible = out[ty:ty + tag_h, tx:tx + tag_w]
+        visible[...] = tag[:visible.shape[0], :visible.shape[1]]
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_tag(text: str, size: int, colour: tuple) -> np.ndarray:
+    """A label's filled tag with its text, [h, w, 3] uint8 (read-only).
+
+    Rendering text is most of the overlay's cost; a slider move redraws the same
+    labels, so each (text, size, colour) is rendered once.
+    """
+    label_font = font(size)
+    pad = 2
+    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox(
+        (0, 0), text, font=label_font)
+    tag = Image.new("RGB", (right - left + 2 * pad, bottom - top + 2 * pad), colour)
+    ImageDraw.Draw(tag).text((pad - left, pad - top), text, font=label_font,
+                             fill=_text_colour(colour))
+    array = np.asarray(tag).copy()
+    array.flags.writeable = False
+    return array
 
 
 def cutout(image, mask) -> np.ndarray:
