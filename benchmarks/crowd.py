@@ -35,10 +35,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mrcnn.testing.browser import launch_chromium, streamlit_app
+from mrcnn.testing.browser import UPLOADER, launch_chromium, streamlit_app
 from mrcnn.testing.machine import cpu_name
 
-UPLOADER = '[data-testid="stFileUploaderDropzoneInput"]'
 GALLERY = '.st-key-gallery [data-testid="stImage"]'
 SLIDER = '[data-testid="stSlider"] input[type=range]'
 PLACE = re.compile(r"ahead of yours|next in line|working on your photo")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mrcnn.testing.browser import ROOT, launch_chromium, streamlit_app
+from mrcnn.testing.browser import ROOT, grow_to_content, launch_chromium, streamlit_app
 
 OUT = ROOT / "docs" / "images"
 SECTIONS = {"follow": "follow_object.png", "what-if": "what_if.png"}
@@ -53,19 +53,6 @@ def section_clip(page, anchor: str) -> dict:
             const bottom = next === undefined ? last + 8 : next - 8;
             return {x: block.left, y: top - 8, width: block.width, height: bottom - top + 8};
         }""", anchor)
-
-
-def grow_to_content(page, width: int) -> None:
-    """Streamlit scrolls inside its main container: make the window as tall as the page."""
-    height = 0
-    for _ in range(8):
-        page.wait_for_timeout(1500)
-        now = page.evaluate(
-            "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-        if now == height:
-            return
-        height = now
-        page.set_viewport_size({"width": width, "height": int(height) + 40})
 
 
 def save_small(png: bytes, path: Path, width: int) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrcnn.testing.browser import CHROMIUM, launch_chromium, streamlit_app
+from mrcnn.testing.browser import CHROMIUM, launch_chromium, open_app, streamlit_app
 
 GALLERY_IMAGES = '.st-key-gallery [data-testid="stImage"]'
 CONFIDENCE_SLIDER = '[data-testid="stSlider"] input[type=range]'
@@ -60,9 +60,7 @@ def test_upload_slider_download_in_chromium(server, tmp_path, photos):
             context = browser.new_context(viewport={"width": 1440, "height": 2000},
                                           accept_downloads=True)
             page = context.new_page()
-            page.goto(server)
-            upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-            upload.wait_for(state="attached", timeout=180_000)
+            upload = open_app(page, server)
 
             # A wrong type is refused by the uploader itself, with a message.
             upload.set_input_files(notes)
@@ -143,12 +141,9 @@ def test_three_visitors_at_once_see_their_place_in_line_and_their_own_results(
         try:
             pages = [browser.new_context(viewport={"width": 1200, "height": 1600}).new_page()
                      for _ in names]
-            for page in pages:
-                page.goto(server)
-                page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(
-                    state="attached", timeout=180_000)
-            for page, path in zip(pages, files):
-                page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(path)
+            uploaders = [open_app(page, server) for page in pages]
+            for uploader, path in zip(uploaders, files):
+                uploader.set_input_files(path)
             place = pages[1].get_by_text(re.compile(r"ahead of yours|is next in line"))
             place.first.wait_for(timeout=240_000)
             told = place.first.inner_text()
@@ -191,10 +186,7 @@ def test_click_an_object_see_its_card_and_take_its_annotations_to_yolo_and_coco(
         try:
             page = browser.new_context(viewport={"width": 1440, "height": 2200},
                                        accept_downloads=True).new_page()
-            page.goto(server)
-            upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-            upload.wait_for(state="attached", timeout=180_000)
-            upload.set_input_files(photo)
+            open_app(page, server).set_input_files(photo)
             page.wait_for_selector(GALLERY_IMAGES, timeout=240_000)
             page.wait_for_function(SETTLED, arg="0.70", timeout=60_000, polling=100)
             chart = page.locator('[data-testid="stPlotlyChart"]').first

@@ -187,7 +187,7 @@ def test_missing_weights_file_is_explained(tmp_path, monkeypatch):
 
 def test_browser_shows_every_section_without_an_error(coco_weights, tmp_path):
     from playwright.sync_api import sync_playwright
-    from mrcnn.testing.browser import launch_chromium, streamlit_app
+    from mrcnn.testing.browser import grow_to_content, launch_chromium, streamlit_app
 
     with streamlit_app({"MRCNN_WEIGHTS": str(coco_weights), "MRCNN_SERVE_URL": None},
                        tmp_path / "streamlit.log") as (url, _):
@@ -205,17 +205,7 @@ def test_browser_shows_every_section_without_an_error(coco_weights, tmp_path):
                 assert page.locator('[data-testid="stException"]').count() == 0
                 assert any("Anchors in total" in text and "261,888" in text
                            for text in page.locator('[data-testid="stMetric"]').all_inner_texts())
-                # Streamlit scrolls inside its main container: grow the window until it
-                # holds the whole page (pictures take their height once loaded).
-                height = 0
-                for _ in range(6):
-                    page.wait_for_timeout(1000)
-                    now = page.evaluate(
-                        "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-                    if now == height:
-                        break
-                    height = now
-                    page.set_viewport_size({"width": 1400, "height": int(height) + 40})
+                grow_to_content(page, 1400, rounds=6, pause_ms=1000)
                 page.screenshot(path=str(tmp_path / "how_it_works.png"), full_page=True)
             finally:
                 browser.close()

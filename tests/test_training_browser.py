@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrcnn.testing.browser import CHROMIUM, launch_chromium, streamlit_app
+from mrcnn.testing.browser import CHROMIUM, launch_chromium, open_app, streamlit_app
 
 CONFIG = "mrcnn.training.shapes:ShapesConfig"
 TEST_IMAGE_SEED = 8_000_000          # far from every training, benchmark and sample seed
@@ -64,10 +64,7 @@ def test_the_trained_shapes_model_finds_every_shape_in_the_browser(shapes_server
         try:
             page = browser.new_context(viewport={"width": 1440, "height": 2000},
                                        accept_downloads=True).new_page()
-            page.goto(shapes_server)
-            upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-            upload.wait_for(state="attached", timeout=180_000)
-            upload.set_input_files(picture)
+            open_app(page, shapes_server).set_input_files(picture)
             page.locator('.st-key-download_json button').wait_for(timeout=240_000)
             page.wait_for_function(
                 "() => !document.querySelectorAll('[data-stale=\"true\"]').length",

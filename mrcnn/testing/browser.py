@@ -15,13 +15,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ROOT", "free_port", "launch_chromium", "streamlit_app"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ROOT", "UPLOADER", "free_port", "grow_to_content",
+           "launch_chromium", "open_app", "streamlit_app"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 # As root and on a closed network: no sandbox, no GPU, no background connections.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+UPLOADER = '[data-testid="stFileUploaderDropzoneInput"]'
 
 
 def free_port() -> int:
@@ -75,3 +77,26 @@ def streamlit_app(env: dict, log_path, script: str = "app.py", start_timeout_s: 
 def launch_chromium(playwright):
     """Debian's Chromium, headless, through a Playwright instance (sync or async API)."""
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def open_app(page, url: str, timeout_ms: int = 180_000):
+    """Open the app at ``url`` in ``page`` (sync API) and return its file uploader's
+    input once the page has drawn it."""
+    page.goto(url)
+    uploader = page.locator(UPLOADER)
+    uploader.wait_for(state="attached", timeout=timeout_ms)
+    return uploader
+
+
+def grow_to_content(page, width: int, rounds: int = 8, pause_ms: int = 1500) -> None:
+    """Streamlit scrolls inside its main container: make the window (sync API) as tall as
+    the page, until its height stops changing (pictures take their height once loaded)."""
+    height = 0
+    for _ in range(rounds):
+        page.wait_for_timeout(pause_ms)
+        now = page.evaluate(
+            "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+        if now == height:
+            return
+        height = now
+        page.set_viewport_size({"width": width, "height": int(height) + 40})
