@@ -361,9 +361,16 @@ def test_concurrent_sessions_each_see_their_own_image(app_env, photos, monkeypat
         except Exception as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
 
+    # AppTest swaps one process-wide mock Runtime (which holds the uploaded files) in and
+    # out around each run, so runs that start in the same instant can read each other's
+    # (missing) uploads. Each visitor therefore starts once the one before has read its
+    # photo and queued it; all three still wait in the queue together.
     threads = [threading.Thread(target=visit, args=(app,)) for app in apps.values()]
-    for thread in threads:
+    for number, thread in enumerate(threads, start=1):
         thread.start()
+        deadline = time.monotonic() + 120
+        while len(asked) < number and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
     for thread in threads:
         thread.join()
     assert not failures
