@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrcnn.training.shapes import ShapesConfig, draw_shapes
+from mrcnn.training.shapes import ShapesConfig, draw_shapes, shapes_dataset
 
 
 class RunInProgress(RuntimeError):
@@ -121,11 +121,8 @@ class TrainingRun:
     def _train(self):
         from mrcnn.model import MaskRCNN
         from mrcnn.training.calibration import calibrate_batchnorm
-        from mrcnn.training.shapes import ShapesDataset
         cfg = self.config
-        dataset = ShapesDataset()
-        dataset.load_shapes(5000, cfg.IMAGE_MAX_DIM, cfg.IMAGE_MAX_DIM, seed=self.seed + 1)
-        dataset.prepare()
+        dataset = shapes_dataset(5000, self.seed + 1, cfg.IMAGE_MAX_DIM)
         model = MaskRCNN(mode="training", config=cfg, model_dir=self.model_dir)
         if self.weights:
             model.load_weights(self.weights)
