@@ -1,27 +1,36 @@
 """Train: watch Mask R-CNN learn generated shapes, live.
 
-One short run per server process (``mrcnn.training.background.TrainingRun``),
-shared by every visitor: whoever opens the page while it trains watches the same
-run. The page only starts, stops and draws; the run lives in a thread.
+One short run per server process (``studio.training_run.TrainingRun``), shared by
+every visitor: whoever opens the page while it trains watches the same run. The page
+only starts, stops and draws; the run trains in a child process at the lowest CPU
+priority, so detection on the other pages goes first.
 """
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from mrcnn.draw.figures import enlarge
 from mrcnn.draw.overlay import draw_detections
-from mrcnn.training.background import RunInProgress, TrainingRun
 from mrcnn.training.losses import LOSS_NAMES
+from studio.shared import CONFIG_ENV, setting
+from studio.training_run import SHAPES_CONFIG, RunInProgress, RunSpec, TrainingRun
 
 st.set_page_config(page_title="Train · Mask R-CNN Studio", page_icon=":chart_with_downwards_trend:",
                    layout="wide")
 
 STEPS_PER_EPOCH = 25
 PICTURE_SIZE = 384
+RUNS_DIR_ENV = "MRCNN_TRAIN_DIR"     # where runs write their checkpoints (newest few kept)
+
+
+def runs_dir() -> Path:
+    return Path(setting(RUNS_DIR_ENV) or Path(tempfile.gettempdir()) / "mrcnn_studio_training")
 
 
 @st.cache_resource
@@ -31,11 +40,10 @@ def training_slot() -> dict:
 
 
 def app_shapes_model():
-    """(config, weights file) of the app's own model when it is a shapes model, else None."""
+    """(config path, weights file) of the app's own model when it is a shapes model."""
     from mrcnn.config import config_from_path
     from mrcnn.training.shapes import ShapesConfig
     from mrcnn.weights import default_weights_path
-    from studio.shared import CONFIG_ENV, setting
     path = setting(CONFIG_ENV)
     if not path:
         return None
@@ -44,13 +52,12 @@ def app_shapes_model():
     except (ImportError, ValueError):
         return None
     weights = default_weights_path()
-    return (config, weights) if isinstance(config, ShapesConfig) and weights.exists() else None
+    return (path, weights) if isinstance(config, ShapesConfig) and weights.exists() else None
 
 
 def start_ui(slot: dict) -> None:
     """The settings of a new run, and the button that starts it."""
-    from mrcnn.training.shapes import ShapesConfig
-    options = {"from scratch: random weights": (ShapesConfig(), None)}
+    options = {"from scratch: random weights": (SHAPES_CONFIG, None)}
     app_model = app_shapes_model()
     if app_model is not None:
         options[f"from the app's model ({app_model[1].name})"] = (app_model[0],
@@ -68,12 +75,12 @@ def start_ui(slot: dict) -> None:
                                 "shapes are found after 15 to 20 epochs.")
     start = right.radio("Start", list(options))
     if st.button("Start training", type="primary"):
-        config, weights = options[start]
+        config_path, weights = options[start]
+        spec = RunSpec(layers=layers, epochs=epochs, steps_per_epoch=STEPS_PER_EPOCH,
+                       config_path=config_path, weights=weights)
         with slot["lock"]:
             try:
-                slot["run"] = TrainingRun(layers=layers, epochs=epochs, config=config,
-                                          steps_per_epoch=STEPS_PER_EPOCH,
-                                          weights=weights).start()
+                slot["run"] = TrainingRun(spec, runs_dir()).start()
             except RunInProgress as error:
                 st.warning(str(error))
         st.rerun()
@@ -121,13 +128,14 @@ def run_view(run: TrainingRun) -> None:
     snapshot = run.snapshot()
     st.markdown(status_line(snapshot))
     if snapshot["status"] == "failed":
-        st.error(f"The run failed: {snapshot['error']}")
+        st.error("The run failed. The server's log says why; start a new run to try again.")
     if run.alive and st.button("Stop", key="stop_training"):
         run.stop()
+        st.rerun()
     loss_chart(snapshot)
     detections_view(run, snapshot)
     if snapshot["epochs"]:
-        st.caption(f"Latest checkpoint: `{snapshot['epochs'][-1]['checkpoint']}`")
+        st.caption(f"Latest checkpoint: `{Path(snapshot['epochs'][-1]['checkpoint']).name}`")
 
 
 @st.fragment(run_every=2)
@@ -147,10 +155,10 @@ st.markdown(
     "and box, and the heads' class, box and mask. Each **epoch** ends with a checkpoint, "
     "and the network then detects the shapes of the same validation image, so you see it "
     "learn.")
-st.warning(
-    "Training shares this server's processor with detection: while a run goes, every "
-    "visitor's detections on the other pages are slower. One run at a time per server; "
-    "everyone who opens this page watches the same run.")
+st.info(
+    "Training runs in its own process at the lowest priority, so photos on the other pages "
+    "are answered first and the run slows down while they are. One run at a time per "
+    "server; everyone who opens this page watches the same run.")
 
 slot = training_slot()
 run = slot["run"]

@@ -24,8 +24,13 @@ from mrcnn import weights as weights_module
 from mrcnn.classes import class_names_for
 from mrcnn.config import config_from_path
 from mrcnn.serve.protocol import TOKEN_ENV, URL_ENV
+from studio import keras_cleanup
 from studio.fair_queue import FairQueue
 from studio.run_store import RunStore
+
+# Before any TensorFlow work in this process: Streamlit's clean-up after each script
+# run must not clear TensorFlow's kernels under a running network (studio.keras_cleanup).
+keras_cleanup.install()
 
 logger = logging.getLogger("mrcnn.studio")
 
@@ -193,9 +198,8 @@ def _services(weights_path: str, url: str | None, token: str | None, config_path
     services = Services(backend, queue, store, config, config_path, class_names_for(config),
                         f"{url or weights_path}|{config_path}", Path(weights_path), limits)
     holder["services"] = services
-    # After every run Streamlit calls keras.backend.clear_session(), which ends in a
-    # full gc.collect(): walking TensorFlow's and the model's millions of long-lived
-    # objects took ~0.3 s per rerun. Freezing them once moves them out of its sight.
+    # A full gc.collect() walking TensorFlow's and the model's millions of long-lived
+    # objects took ~0.3 s. Freezing them once moves them out of its sight.
     gc.freeze()
     return services
 

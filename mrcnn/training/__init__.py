@@ -9,8 +9,7 @@ One module per concern:
 - ``graph``: the training forward pass and ``layers=`` selection;
 - ``trainer``: ``train()`` (what ``MaskRCNN.train`` calls), checkpoints, logs;
 - ``calibration``: BatchNorm statistics for a network trained from scratch;
-- ``shapes``: the generated shapes dataset and ``ShapesConfig``;
-- ``background``: one training run in a thread, for the app's Train page.
+- ``shapes``: the generated shapes dataset and ``ShapesConfig``.
 
 Importing ``mrcnn.training`` does not load TensorFlow.
 """
