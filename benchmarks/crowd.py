@@ -18,7 +18,15 @@ Prints the figures, then one JSON line last. Targets on a 2-core machine:
 last visitor <= (N + 1) x single, every visitor shown its place, slider
 re-render < 0.3 s, peak memory < 3 GB at N = 16.
 
+``--train`` measures instead a photo's seconds to results while the Train page
+trains (its child process at the lowest priority), against the same photos'
+time with no training, in one run: after the warm-up, ``--visitors`` photos one
+after another alone, then a visitor presses *Start training*, and once the run
+takes steps, as many other photos one after another. Target: the median during
+training <= 1.5x the median alone.
+
     python benchmarks/crowd.py [--visitors 8] [--weights PATH]
+    python benchmarks/crowd.py --train [--visitors 3]
 """
 from __future__ import annotations
 
@@ -183,22 +191,94 @@ async def crowd(url: str, pictures, single_picture, warm_picture) -> dict:
             "slider_rerender_s": statistics.median(times)}
 
 
+TRAINING = re.compile(r"Training · layers .* step (\d+) of")
+
+
+async def training_steps(page) -> int:
+    found = TRAINING.search(await page.locator("body").inner_text())
+    return int(found.group(1)) if found else 0
+
+
+async def while_training(url: str, pictures, warm_picture) -> dict:
+    """Photos alone, then the same number of other photos while the Train page trains."""
+    from playwright.async_api import async_playwright
+    count = len(pictures) // 2
+    async with async_playwright() as p:
+        browser = await launch_chromium(p)
+        try:
+            await alone(browser, url, warm_picture)
+            before = [(await alone(browser, url, picture))["seconds"]
+                      for picture in pictures[:count]]
+            context = await browser.new_context(viewport={"width": 1200, "height": 1400})
+            trainer = await context.new_page()
+            await trainer.goto(f"{url}/Train")
+            await trainer.get_by_role("button", name="Start training").click()
+            began = time.perf_counter()
+            while await training_steps(trainer) < 3:          # built, traced, stepping
+                await asyncio.sleep(0.5)
+            ramp_s = time.perf_counter() - began
+            steps_before = await training_steps(trainer)
+            cpu_before = cpu_seconds()
+            during = [(await alone(browser, url, picture))["seconds"]
+                      for picture in pictures[count:2 * count]]
+            cpu_after = cpu_seconds()
+            steps_during = await training_steps(trainer) - steps_before
+            await trainer.get_by_role("button", name="Stop").click()
+            await trainer.get_by_text(re.compile("Stopped · layers")).wait_for(timeout=30_000)
+        finally:
+            await browser.close()
+    return {"alone_s": before, "during_training_s": during, "training_ramp_s": ramp_s,
+            "training_steps_during_photos": steps_during,
+            "cpu_during_photos_s": {k: round(cpu_after[k] - cpu_before[k], 1)
+                                    for k in cpu_after}}
+
+
+def report_training(figures: dict, peak: float) -> None:
+    alone_s = statistics.median(figures["alone_s"])
+    during_s = statistics.median(figures["during_training_s"])
+    result = {"cpu": cpu_name(), "photos": len(figures["alone_s"]),
+              "alone_s": [round(s, 2) for s in figures["alone_s"]],
+              "during_training_s": [round(s, 2) for s in figures["during_training_s"]],
+              "median_alone_s": round(alone_s, 2), "median_during_training_s": round(during_s, 2),
+              "during_over_alone": round(during_s / alone_s, 2), "target_during_over_alone": 1.5,
+              "training_ramp_s": round(figures["training_ramp_s"], 1),
+              "training_steps_during_photos": figures["training_steps_during_photos"],
+              "cpu_during_photos_s": figures["cpu_during_photos_s"],
+              "server_peak_memory_gb": round(peak, 2)}
+    print(f"A photo on {result['cpu']}: {result['median_alone_s']} s alone, "
+          f"{result['median_during_training_s']} s while training "
+          f"({result['during_over_alone']}x; target 1.5x)")
+    print(json.dumps(result))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--visitors", type=int, default=8)
+    parser.add_argument("--visitors", type=int, default=None,
+                        help="visitors (default 8); with --train, photos each way (default 3)")
     parser.add_argument("--weights", type=Path, help="weights file (default: generated)")
+    parser.add_argument("--train", action="store_true",
+                        help="a photo's time while the Train page trains, against alone")
     args = parser.parse_args()
+    if args.visitors is None:
+        args.visitors = 3 if args.train else 8
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         weights = args.weights
         if weights is None:
             from mrcnn.testing.synthetic_weights import generate_coco_weights
             weights = generate_coco_weights(folder / "coco.h5", seed=0)
-        pictures = photos(args.visitors + 2, folder)
-        with streamlit_app({"MRCNN_WEIGHTS": str(weights), "MRCNN_SERVE_URL": None},
+        pictures = photos(2 * args.visitors + 1 if args.train else args.visitors + 2, folder)
+        with streamlit_app({"MRCNN_WEIGHTS": str(weights), "MRCNN_SERVE_URL": None,
+                            "MRCNN_TRAIN_DIR": str(folder / "runs")},
                            folder / "streamlit.log") as (url, server):
-            figures = asyncio.run(crowd(url, pictures[2:], pictures[1], pictures[0]))
+            if args.train:
+                figures = asyncio.run(while_training(url, pictures[1:], pictures[0]))
+            else:
+                figures = asyncio.run(crowd(url, pictures[2:], pictures[1], pictures[0]))
             peak = peak_memory_gb(server.pid)
+    if args.train:
+        report_training(figures, peak)
+        return 0
     seconds = sorted(figures["seconds"])
     n = args.visitors
     result = {
