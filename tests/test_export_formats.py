@@ -344,6 +344,23 @@ def test_run_all_items_empty_results_and_repeated_names(tmp_path):
         "cat", "cat_2", "scan"]
 
 
+def test_export_names_never_collide(tmp_path):
+    """a.png, a_3.png and a.jpg: the third can't take "a", nor "a_3" (the second's own)."""
+    result = make_result(MASKS, COCO_IDS)
+    items = [(1, "a.png", image_of(1), result), (2, "a_3.png", image_of(2), result),
+             (3, "a.jpg", image_of(3), result)]
+    root = unpack(tmp_path, annotations_zip(items, COCO_CLASS_NAMES, list(FORMATS)))
+    assert sorted(p.name for p in (root / IMAGES_DIR).iterdir()) == ["a.png", "a_3.png",
+                                                                     "a_4.jpg"]
+    assert sorted(p.name for p in (root / "labels/default").iterdir()) == [
+        "a.txt", "a_3.txt", "a_4.txt"]
+    assert sorted(p.name for p in (root / "labelme").iterdir()) == [
+        "a.json", "a_3.json", "a_4.json"]
+    coco = COCO(str(root / "annotations/instances_default.json"))
+    assert sorted(image["file_name"] for image in coco.dataset["images"]) == [
+        "a.png", "a_3.png", "a_4.jpg"]
+
+
 def test_dense_and_compact_masks_give_the_same_files():
     dense = annotations_zip([(1, "a.png", image_of(), make_result(MASKS, COCO_IDS, False))],
                             COCO_CLASS_NAMES, list(FORMATS))

@@ -84,8 +84,10 @@ def _image_names(file_name: str, image_id: int, taken: set) -> tuple[str, str]:
     name = PurePosixPath(str(file_name).replace("\\", "/")).name
     stem, suffix = PurePosixPath(name).stem, PurePosixPath(name).suffix.lower()
     stem = re.sub(r"[\x00-\x1f]", "", stem).strip() or f"image_{image_id}"
-    if stem.lower() in taken:
-        stem = f"{stem}_{image_id}"
+    candidate, number = stem, image_id
+    while candidate.lower() in taken:          # "a_3" may itself be a picture's own name
+        candidate, number = f"{stem}_{number}", number + 1
+    stem = candidate
     taken.add(stem.lower())
     return stem, stem + (suffix if suffix in (".jpg", ".jpeg", ".png") else ".png")
 
