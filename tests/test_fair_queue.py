@@ -12,12 +12,24 @@ from studio.fair_queue import FairQueue, QueueFull
 from studio.run_store import RunStore
 
 
-class Network:
-    """run_batch for the queue: records each call's keys; ``gate`` holds a call open."""
+class Clock:
+    """A queue's clock that moves only when a fake network call says it took time."""
 
-    def __init__(self, seconds=0.0):
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class Network:
+    """run_batch for the queue: records each call's keys; ``gate`` holds a call open.
+    With a ``clock``, each call takes ``seconds`` on it (not in real time)."""
+
+    def __init__(self, seconds=0.0, clock=None):
         self.calls = []
         self.seconds = seconds
+        self.clock = clock
         self.gate = threading.Event()
         self.gate.set()
         self.started = threading.Event()
@@ -25,7 +37,8 @@ class Network:
     def __call__(self, jobs):
         self.started.set()
         self.gate.wait(timeout=30)
-        time.sleep(self.seconds)
+        if self.clock is not None:
+            self.clock.now += self.seconds
         self.calls.append([job.key for job in jobs])
         return [f"result of {job.key}" for job in jobs]
 
@@ -130,11 +143,12 @@ def test_compatible_waiting_jobs_run_as_one_batch_up_to_the_limit():
 
 
 def test_place_and_estimate_follow_the_recent_run_times():
-    network = Network(seconds=0.05)
-    queue = FairQueue(network, seconds_per_image=9.0)
+    clock = Clock()                        # measured times on it, whatever the machine's load
+    network = Network(seconds=0.05, clock=clock)
+    queue = FairQueue(network, seconds_per_image=9.0, clock=clock)
     assert queue.seconds_per_image() == 9.0                # nothing ran yet: the default
     queue.submit("A", "A0", "detect", None).future.result(timeout=10)
-    assert queue.seconds_per_image() == pytest.approx(0.05, abs=0.04)
+    assert queue.seconds_per_image() == pytest.approx(0.05)
     hold_first_run(queue, network)
     jobs = [queue.submit(s, f"{s}0", "detect", None) for s in ("B", "C", "D")]
     standings = [queue.standing(job) for job in jobs]
