@@ -52,14 +52,17 @@ def photos():
 #: The CI's shapes training (``train_shapes_from_scratch``, seed 0): 4 epochs of 40 steps,
 #: all at LEARNING_RATE, about 2.5-3.5 minutes on 2 cores. A model that detects something,
 #: not a good one: the tests that use it compare the app with the model, never the model
-#: with the truth. ROI_POSITIVE_RATIO 0.66 (ShapesConfig: 0.33) shows the classifier more
-#: object RoIs: at 0.33 two of three such runs called everything background (the browser
-#: test then falls back to generated weights). Both overrides only change training: the checkpoint loads with
-#: ShapesConfig itself. Two runs are not bit-identical (TensorFlow on CPU), so no test may
-#: depend on which model comes out.
+#: with the truth. ROI_POSITIVE_RATIO 0.8 (ShapesConfig: 0.33): objects outnumber the
+#: background among the real RoIs the classifier trains on, so even this young a model
+#: calls some proposals objects. Runs measured on 16 test pictures, pictures with a
+#: detection: 8, 0 and 0 at 0.33; 3 to 15 in six runs at 0.66; 14 and 16 at 0.8 (should
+#: one detect nothing, the browser test falls back to generated weights). The
+#: overrides only change training: the checkpoint loads with ShapesConfig itself. Two
+#: runs are not bit-identical (TensorFlow on CPU): no test may depend on which model
+#: comes out.
 SHAPES_CONFIG = "mrcnn.training.shapes:ShapesConfig"
 SHAPES_CI_RECIPE = {"overrides": {"VALIDATION_STEPS": 0, "STEPS_PER_EPOCH": 40,
-                                  "ROI_POSITIVE_RATIO": 0.66},
+                                  "ROI_POSITIVE_RATIO": 0.8},
                     "epochs": 4, "low_lr_epochs": 0, "seed": 0}
 
 

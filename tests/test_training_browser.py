@@ -33,7 +33,7 @@ from mrcnn.testing.browser import CHROMIUM, launch_chromium, open_app, streamlit
 
 CONFIG = "mrcnn.training.shapes:ShapesConfig"
 TEST_IMAGE_SEED = 8_000_000          # far from every training, benchmark and sample seed
-CANDIDATES = 16
+CANDIDATES = 32
 CONFIDENCE_SLIDER = '.st-key-min_score [data-testid="stSlider"] input[type=range]'
 # Settled: nothing re-running and the annotated image's caption names the threshold.
 SETTLED = """(threshold) => !document.querySelectorAll('[data-stale="true"]').length
