@@ -374,14 +374,14 @@ def test_sixteen_concurrent_clients_each_get_their_own_answer(service, photos, e
     wanted = [expected(image) for image in images]
     assert len({json.dumps(w) for w in wanted}) == 16      # any mix-up would show
     answers = asyncio.run(_post_all(service, [encode_png(image) for image in images]))
-    replicas = set()
     for image, want, answer in zip(images, wanted, answers):
         assert answer.status_code == 200, answer.text
         payload = answer.json()
         assert payload["image_size"] == list(image.shape[:2])
         assert detections_difference(want, payload["detections"]) is None
-        replicas.add(payload["replica"])
-    assert len(replicas) == 2
+    # Which replicas served them is Serve's router's choice, which follows the load (all
+    # 16 went to one replica once on a busy CI machine): printed, not asserted.
+    print("replicas:", sorted({answer.json()["replica"] for answer in answers}))
 
 
 def _png_header_only(width: int, height: int) -> bytes:
