@@ -73,6 +73,10 @@ class RunSpec:
             **self.config_overrides, "STEPS_PER_EPOCH": int(self.steps_per_epoch),
             "VALIDATION_STEPS": 0})
 
+    def validation_image(self, size: int):
+        """(image, masks, class_ids): the fixed picture the run detects on after each epoch."""
+        return draw_shapes(np.random.default_rng(self.validation_seed), size, size)
+
 
 class TrainingRun:
     """A run of ``spec`` whose checkpoints go to a new folder under ``runs_dir``."""
@@ -83,9 +87,8 @@ class TrainingRun:
     def __init__(self, spec: RunSpec, runs_dir):
         self.spec = spec
         config = spec.config()
-        size = config.IMAGE_MAX_DIM
-        self.image, self.true_masks, self.true_class_ids = draw_shapes(
-            np.random.default_rng(spec.validation_seed), size, size)
+        self.image, self.true_masks, self.true_class_ids = spec.validation_image(
+            config.IMAGE_MAX_DIM)
         self.class_names = list(getattr(config, "CLASS_NAMES", []))
         self.runs_dir = Path(runs_dir)
         self.folder: Path | None = None
@@ -255,9 +258,8 @@ def _train(spec: RunSpec, folder: Path, sender) -> None:
     from mrcnn.training.shapes import shapes_dataset
 
     config = spec.config()
-    size = config.IMAGE_MAX_DIM
-    image = draw_shapes(np.random.default_rng(spec.validation_seed), size, size)[0]
-    dataset = shapes_dataset(5000, spec.seed + 1, size)
+    image = spec.validation_image(config.IMAGE_MAX_DIM)[0]
+    dataset = shapes_dataset(5000, spec.seed + 1, config.IMAGE_MAX_DIM)
     model = MaskRCNN(mode="training", config=config, model_dir=folder)
     if spec.weights:
         model.load_weights(spec.weights)
