@@ -8,18 +8,15 @@ import time
 import numpy as np
 import pytest
 
+from mrcnn.testing.configs import TINY_SHAPES
 from mrcnn.training.losses import LOSS_NAMES
 from studio.training_run import KEEP_RUNS, RunInProgress, RunSpec, TrainingRun, new_run_folder
 
-# A small shapes network: builds and trains in seconds.
-TINY = {"IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 64, "IMAGES_PER_GPU": 1,
-        "TOP_DOWN_PYRAMID_SIZE": 32, "FPN_CLASSIF_FC_LAYERS_SIZE": 32,
-        "TRAIN_ROIS_PER_IMAGE": 12, "POST_NMS_ROIS_TRAINING": 60, "POST_NMS_ROIS_INFERENCE": 30}
 
 
 def tiny(**changes) -> RunSpec:
     return RunSpec(**{"layers": "all", "epochs": 50, "steps_per_epoch": 2,
-                      "config_overrides": TINY, **changes})
+                      "config_overrides": TINY_SHAPES, **changes})
 
 
 def wait_for(predicate, timeout, what):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from mrcnn.config import Config
 
-__all__ = ["SmallConfig", "small_config"]
+__all__ = ["TINY_SHAPES", "SmallConfig", "small_config"]
 
 
 class SmallConfig(Config):
@@ -26,3 +26,10 @@ def small_config(**changes) -> SmallConfig:
     if not changes:
         return SmallConfig()
     return type("SmallConfig", (SmallConfig,), dict(changes))()
+
+
+#: Overrides of ``ShapesConfig`` for a 64-px shapes network that builds and trains in seconds.
+TINY_SHAPES = {"IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 64, "IMAGES_PER_GPU": 1,
+               "TOP_DOWN_PYRAMID_SIZE": 32, "FPN_CLASSIF_FC_LAYERS_SIZE": 32,
+               "TRAIN_ROIS_PER_IMAGE": 12, "POST_NMS_ROIS_TRAINING": 60,
+               "POST_NMS_ROIS_INFERENCE": 30}

@@ -14,6 +14,7 @@ import time
 from streamlit.runtime.scriptrunner.script_runner import _clean_problem_modules
 
 from mrcnn.model import MaskRCNN
+from mrcnn.testing.configs import TINY_SHAPES
 from mrcnn.training.shapes import shapes_dataset
 from studio import keras_cleanup
 from studio.training_run import RunSpec
@@ -24,10 +25,7 @@ def main() -> None:
     seconds = float(sys.argv[1])
     if "--unguarded" not in sys.argv:
         keras_cleanup.install()
-    config = RunSpec(steps_per_epoch=2, config_overrides={
-        "IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 64, "IMAGES_PER_GPU": 1,
-        "TOP_DOWN_PYRAMID_SIZE": 32, "FPN_CLASSIF_FC_LAYERS_SIZE": 32,
-        "TRAIN_ROIS_PER_IMAGE": 12, "POST_NMS_ROIS_TRAINING": 60}).config()
+    config = RunSpec(steps_per_epoch=2, config_overrides=TINY_SHAPES).config()
     model = MaskRCNN(mode="training", config=config, model_dir="/tmp/cleanup_under_training")
     steps, stop = [0], threading.Event()
 
