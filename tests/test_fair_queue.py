@@ -8,7 +8,7 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from studio.fair_queue import FairQueue, QueueFull
+from studio.fair_queue import FairQueue, QueueBusy, QueueFull
 from studio.run_store import RunStore
 
 
@@ -181,6 +181,185 @@ def test_a_failing_run_fails_its_jobs_and_the_queue_goes_on():
         queue.submit("A", "bad", "detect", None).future.result(timeout=10)
     assert queue.submit("A", "good", "detect", None).future.result(timeout=10) == "good"
 
+
+
+# ------------------------------------------------------------- addresses and caps
+
+def run_all_and_check_standing(queue, network, jobs):
+    """Release the held worker after noting each job's ``ahead``; the places must be
+    the order the jobs then actually run in (the running one counted first)."""
+    ahead = {job.key: queue.standing(job).ahead for job in jobs}
+    network.gate.set()
+    for job in jobs:
+        job.future.result(timeout=10)
+    order = network.order[1:]
+    assert ahead == {key: order.index(key) + 1 for key in order}, (ahead, order)
+    return order
+
+
+def test_two_addresses_take_turns_one_for_one_however_many_tabs_each_has():
+    """Ten tabs on one address do not get ten turns to another address's one."""
+    network = Network()
+    queue = FairQueue(network)
+    hold_first_run(queue, network)
+    many = [queue.submit(f"A-tab{i}", f"A{i}", "detect", None, address="10.0.0.1")
+            for i in range(10)]
+    one = [queue.submit("B-tab", f"B{i}", "detect", None, slot=f"s{i}", address="10.0.0.2")
+           for i in range(5)]
+    assert many[0].address == "10.0.0.1" and many[0].owner == "A-tab0"
+    assert queue.waiting(address="10.0.0.1") == 10 and queue.waiting(address="10.0.0.2") == 5
+    order = run_all_and_check_standing(queue, network, many + one)
+    assert [key[0] for key in order[:10]] == ["A", "B"] * 5, order
+    assert order == ["A0", "B0", "A1", "B1", "A2", "B2", "A3", "B3", "A4", "B4",
+                     "A5", "A6", "A7", "A8", "A9"]
+
+
+def test_within_an_address_its_sessions_take_turns():
+    network = Network()
+    queue = FairQueue(network)
+    hold_first_run(queue, network)
+    jobs = [queue.submit(tab, f"{tab}-{i}", "detect", None, slot=str(i), address="A")
+            for tab, n in (("s1", 3), ("s2", 3), ("s3", 1)) for i in range(n)]
+    jobs += [queue.submit("b", f"b-{i}", "detect", None, slot=str(i), address="B")
+             for i in range(6)]
+    assert queue.waiting(session="s1") == 3 and queue.waiting(address="A") == 7
+    assert queue.waiting(session="s1", address="B") == 0
+    order = run_all_and_check_standing(queue, network, jobs)
+    assert order == ["s1-0", "b-0", "s2-0", "b-1", "s3-0", "b-2", "s1-1", "b-3",
+                     "s2-1", "b-4", "s1-2", "b-5", "s2-2"]
+
+
+def test_the_place_shown_is_the_place_taken_with_mixed_addresses_and_replaced_photos():
+    """Sessions with and without an address, a tab joining later, and a photo replaced
+    while it waits (it is never run, so nobody waits behind it)."""
+    network = Network()
+    queue = FairQueue(network)
+    hold_first_run(queue, network)
+    jobs = [queue.submit("x1", f"x1-{i}", "detect", None, slot=str(i), address="X")
+            for i in range(3)]
+    jobs += [queue.submit("solo", f"solo-{i}", "detect", None, slot=str(i)) for i in range(2)]
+    replaced = queue.submit("y", "y-old", "detect", None, address="Y")
+    jobs.append(queue.submit("y", "y-new", "detect", None, address="Y"))
+    jobs += [queue.submit("x2", f"x2-{i}", "detect", None, slot=str(i), address="X")
+             for i in range(2)]
+    order = run_all_and_check_standing(queue, network, jobs)
+    assert order == ["x1-0", "solo-0", "y-new", "x2-0", "solo-1", "x1-1", "x2-1", "x1-2"]
+    with pytest.raises(CancelledError):
+        replaced.future.result(timeout=10)
+
+
+def test_without_an_address_each_session_is_an_address_of_its_own():
+    network = Network()
+    queue = FairQueue(network, max_per_address=2)
+    hold_first_run(queue, network)
+    a_jobs = [queue.submit("A", f"A{i}", "detect", None, slot=str(i)) for i in range(2)]
+    b_job = queue.submit("B", "B0", "detect", None)
+    c_job = queue.submit("C", "C0", "detect", None)
+    assert a_jobs[0].address == "A" and queue.waiting(address="A") == 2
+    with pytest.raises(QueueFull, match="Your address already has 2 photos"):
+        queue.submit("A", "A2", "detect", None, slot="2")
+    d_job = queue.submit("D", "D0", "detect", None)            # others are not affected
+    order = run_all_and_check_standing(queue, network, a_jobs + [b_job, c_job, d_job])
+    assert order == ["A0", "B0", "C0", "D0", "A1"]
+
+
+def test_the_address_cap_counts_every_tab_of_the_address_but_not_joining_a_queued_run():
+    network = Network()
+    queue = FairQueue(network, max_per_address=3)
+    hold_first_run(queue, network)
+    tabs = [queue.submit(f"tab{i}", f"photo{i}", "detect", None, address="1.2.3.4")
+            for i in range(3)]
+    with pytest.raises(QueueFull, match="3 photos waiting across its tabs; the limit is 3"):
+        queue.submit("tab3", "photo3", "detect", None, address="1.2.3.4")
+    assert queue.waiting(address="1.2.3.4") == 3 and "photo3" not in queue._by_key
+    joined = queue.submit("tab3", "photo0", "detect", None, address="1.2.3.4")
+    assert joined is tabs[0] and "tab3" in joined.claims
+    again = queue.submit("tab0", "photo0", "detect", None, address="1.2.3.4")
+    assert again is tabs[0]
+    # a tab that swaps its waiting photo for another one adds nothing: allowed
+    swapped = queue.submit("tab2", "photo2b", "detect", None, address="1.2.3.4")
+    assert "tab2" not in tabs[2].claims
+    queue.submit("other", "elsewhere", "detect", None, address="5.6.7.8")
+    queue.max_per_address = None                               # may be changed any time
+    extra = queue.submit("tab3", "photo3", "detect", None, address="1.2.3.4")
+    network.gate.set()
+    for job in (tabs[0], tabs[1], swapped, extra):
+        job.future.result(timeout=10)
+    assert "photo2" not in network.order
+
+
+def test_running_jobs_do_not_count_against_the_address_cap():
+    network = Network()
+    network.gate.clear()
+    queue = FairQueue(network, max_per_address=1)
+    running = queue.submit("tab0", "first", "detect", None, address="A")
+    assert network.started.wait(timeout=10)
+    waiting = queue.submit("tab1", "second", "detect", None, address="A")
+    with pytest.raises(QueueFull, match="limit is 1"):
+        queue.submit("tab2", "third", "detect", None, address="A")
+    network.gate.set()
+    running.future.result(timeout=10)
+    waiting.future.result(timeout=10)
+
+
+def test_the_session_cap_still_applies_and_is_checked_before_the_address_cap():
+    network = Network()
+    queue = FairQueue(network, max_per_session=2, max_per_address=2)
+    hold_first_run(queue, network)
+    for i in range(2):
+        queue.submit("tab", f"t{i}", "detect", None, slot=str(i), address="A")
+    with pytest.raises(QueueFull, match="You already have 2 photos waiting; the limit is 2"):
+        queue.submit("tab", "t2", "detect", None, slot="2", address="A")
+    queue.max_per_address = 5
+    queue.submit("tab2", "u0", "detect", None, address="A")    # another tab: its own count
+    with pytest.raises(QueueFull, match="You already have 2"):
+        queue.submit("tab", "t2", "detect", None, slot="2", address="A")
+    network.gate.set()
+
+
+def test_a_full_queue_refuses_new_photos_with_an_estimate_and_changes_nothing():
+    clock = Clock()
+    network = Network(seconds=1.0, clock=clock)
+    queue = FairQueue(network, seconds_per_image=4.0, clock=clock)
+    hold_first_run(queue, network)
+    others = [queue.submit(s, f"{s}0", "detect", None, address=s) for s in ("A", "B", "C")]
+    old = queue.submit("D", "D-old", "detect", None, address="D")
+    queue.max_total = 3                                          # changed while jobs wait
+    with pytest.raises(QueueBusy) as refused:
+        queue.submit("D", "D-new", "detect", None, address="D")
+    assert isinstance(refused.value, QueueFull)
+    # 4 s left of the running image, then the 3 others at 4 s each (D-old would have
+    # been replaced by D-new, so it is not counted)
+    assert refused.value.eta_s == pytest.approx(16.0)
+    assert str(refused.value) == ("The demo is busy: 3 photos are waiting. Try again in a "
+                                  "minute (the queue needs about 16 s to clear).")
+    assert old.claims == {"D": ("main", None)}                  # its previous photo kept
+    assert queue.waiting() == 4 and "D-new" not in queue._by_key
+    assert queue.submit("E", "A0", "detect", None, address="E") is others[0]   # joining
+    network.gate.set()
+    assert old.future.result(timeout=10) == "result of D-old"
+    for job in others:
+        job.future.result(timeout=10)
+    assert "D-new" not in network.order and queue.dropped == 0
+    assert queue.submit("D", "D-new", "detect", None).future.result(timeout=10)
+
+
+def test_queued_bytes_count_waiting_and_running_payloads():
+    network = Network()
+    network.gate.clear()
+    queue = FairQueue(network, payload_bytes=lambda payload: len(payload or b""))
+    assert queue.queued_bytes() == 0
+    running = queue.submit("A", "big", "detect", b"r" * 1_000)
+    assert network.started.wait(timeout=10)
+    assert queue.queued_bytes() == 1_000                         # running: still held
+    waiting = [queue.submit("A", "a", "detect", b"x" * 100, slot="a"),
+               queue.submit("B", "b", "detect", b"y" * 50)]
+    queue.submit("C", "a", "detect", b"x" * 100)                 # joined: counted once
+    assert queue.queued_bytes() == 1_150
+    network.gate.set()
+    for job in [running] + waiting:
+        job.future.result(timeout=10)
+    assert queue.queued_bytes() == 0
 
 # ------------------------------------------------------------------ the store
 
