@@ -17,7 +17,8 @@ from studio.fair_queue import QueueFull
 from studio.inputs_ui import choose, input_area, load_picture
 from studio.results_ui import show_results, sidebar_settings, stored_run
 from studio.run_all_ui import run_all_section
-from studio.shared import (KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME, logger, ready_services,
+from studio.public import guarded, public_mode, report_error
+from studio.shared import (KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME, ready_services,
                            service_settings)
 
 PAGE_STYLE = """<style>
@@ -53,7 +54,9 @@ def main() -> None:
     url, _ = service_settings()
     if url:
         service = service_status(url, services.backend)
-        st.caption(f"Served by the Ray Serve deployment at **{url}** · replicas: "
+        where = ("a Ray Serve deployment" if public_mode()
+                 else f"the Ray Serve deployment at **{url}**")
+        st.caption(f"Served by {where} · replicas: "
                    f"**{service.get('replicas') or '?'}** · device: **{service.get('device')}**"
                    + (f" · {service['status']}" if service.get("status") else ""))
 
@@ -82,13 +85,11 @@ def main() -> None:
         st.warning(str(exc), icon=":material/production_quantity_limits:")
         return
     except Exception:  # noqa: BLE001 - the page must survive a failed run
-        logger.exception("Detection failed on %s", picture.name)
-        st.error(f"The model could not process {picture.name}. Try again, or try another "
-                 "image; if it keeps failing, the server's log says why.",
-                 icon=":material/error:")
+        report_error(f"running the model on {picture.name}")
         return
     show_results(picture.name, image, original_size, run, view, services.class_names,
                  picture.digest)
+    services.store.shrink()       # the cut-outs just made count against the budget
 
 
-main()
+guarded(main)

@@ -24,7 +24,8 @@ from studio.lesson_heads_ui import iou_explainer, section_heads, section_masks, 
 from studio.lesson_network_ui import (section_anchors, section_backbone, section_input,
                                       section_rpn)
 from studio.lesson_what_if_ui import section_what_if
-from studio.shared import (KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME, logger, ready_services,
+from studio.public import guarded, report_error
+from studio.shared import (KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME, ready_services,
                            run_key, run_through_queue)
 
 st.set_page_config(page_title="How it works · Mask R-CNN Studio", page_icon=":mag:",
@@ -57,41 +58,43 @@ def choose_image(services) -> tuple[str, np.ndarray, str]:
         f"sample:{services.config_path}:{name}"
 
 
-st.title("How Mask R-CNN works")
-st.markdown(
-    "One photo, one pass through the network, seven stages, then one object followed "
-    "through them and a few settings changed. Everything below is "
-    "computed from this image with the loaded weights: the numbers, the boxes and "
-    "the heat maps are what the model really did.")
+def page() -> None:
+    st.title("How Mask R-CNN works")
+    st.markdown(
+        "One photo, one pass through the network, seven stages, then one object followed "
+        "through them and a few settings changed. Everything below is "
+        "computed from this image with the loaded weights: the numbers, the boxes and "
+        "the heat maps are what the model really did.")
 
-services = ready_services(need_local_model=True, explain_missing_weights=False)
-if services is None:
-    st.stop()
-label, image, digest = choose_image(services)
-record_key = run_key("intermediates", digest, (), services)
-try:
-    record = run_through_queue(services, "intermediates", record_key,
-                               {"image": image}, slot="lesson",
-                               what="this image's step-by-step run")
-except QueueFull as error:
-    st.warning(str(error))
-    st.stop()
-except Exception:  # noqa: BLE001 - say what failed instead of a traceback
-    logger.exception("The step-by-step run failed")
-    st.error("The model could not run on this image. Try another image; if it keeps "
-             "failing, the server's log says why.")
-    st.stop()
-st.caption(f"Network run: {record.seconds.get('network', 0.0):.1f} s on "
-           f"{services.local_model().device}; everything after it is redrawn from "
-           "the saved results.")
+    services = ready_services(need_local_model=True, explain_missing_weights=False)
+    if services is None:
+        st.stop()
+    label, image, digest = choose_image(services)
+    record_key = run_key("intermediates", digest, (), services)
+    try:
+        record = run_through_queue(services, "intermediates", record_key,
+                                   {"image": image}, slot="lesson",
+                                   what="this image's step-by-step run")
+    except QueueFull as error:
+        st.warning(str(error))
+        st.stop()
+    except Exception:  # noqa: BLE001 - say what failed instead of a traceback
+        report_error("running this image's step-by-step run")
+        st.stop()
+    st.caption(f"Network run: {record.seconds.get('network', 0.0):.1f} s on "
+               f"{services.local_model().device}; everything after it is redrawn from "
+               "the saved results.")
 
-section_input(record, label)
-section_backbone(record)
-section_anchors(record)
-section_rpn(record)
-section_roi_align(record)
-section_heads(record)
-iou_explainer()
-section_masks(record)
-section_follow(record, digest)
-section_what_if(record, services, digest)
+    section_input(record, label)
+    section_backbone(record)
+    section_anchors(record)
+    section_rpn(record)
+    section_roi_align(record)
+    section_heads(record)
+    iou_explainer()
+    section_masks(record)
+    section_follow(record, digest)
+    section_what_if(record, services, digest)
+
+
+guarded(page)

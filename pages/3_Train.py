@@ -18,6 +18,7 @@ import streamlit as st
 from mrcnn.draw.figures import enlarge
 from mrcnn.draw.overlay import draw_detections
 from mrcnn.training.losses import LOSS_NAMES
+from studio.public import guarded, is_operator, operator_unlock
 from studio.shared import CONFIG_ENV, setting
 from studio.training_run import SHAPES_CONFIG, RunInProgress, RunSpec, TrainingRun
 
@@ -56,7 +57,10 @@ def app_shapes_model():
 
 
 def start_ui(slot: dict) -> None:
-    """The settings of a new run, and the button that starts it."""
+    """The settings of a new run, and the button that starts it (an operator's, on a
+    public app)."""
+    if not operator_unlock("starting and stopping training", key="train"):
+        return
     options = {"from scratch: random weights": (SHAPES_CONFIG, None)}
     app_model = app_shapes_model()
     if app_model is not None:
@@ -129,7 +133,7 @@ def run_view(run: TrainingRun) -> None:
     st.markdown(status_line(snapshot))
     if snapshot["status"] == "failed":
         st.error("The run failed. The server's log says why; start a new run to try again.")
-    if run.alive and st.button("Stop", key="stop_training"):
+    if run.alive and is_operator() and st.button("Stop", key="stop_training"):
         run.stop()
         st.rerun()
     loss_chart(snapshot)
@@ -146,26 +150,30 @@ def live(slot: dict) -> None:
         st.rerun()            # the run ended: redraw the page without the live refresh
 
 
-st.title("Train Mask R-CNN")
-st.markdown(
-    "A short training run on generated images of squares, circles and triangles, live. "
-    "Each **step** draws 4 images, labels the anchors the RPN should find (IoU ≥ 0.7 with a "
-    "shape) and those it should reject (IoU < 0.3), samples 32 RoIs from the proposals (a "
-    "third of them on a shape), and takes one SGD step on the five losses: RPN objectness "
-    "and box, and the heads' class, box and mask. Each **epoch** ends with a checkpoint, "
-    "and the network then detects the shapes of the same validation image, so you see it "
-    "learn.")
-st.info(
-    "Training runs in its own process at the lowest priority, so photos on the other pages "
-    "are answered first and the run slows down while they are. One run at a time per "
-    "server; everyone who opens this page watches the same run.")
+def page() -> None:
+    st.title("Train Mask R-CNN")
+    st.markdown(
+        "A short training run on generated images of squares, circles and triangles, live. "
+        "Each **step** draws 4 images, labels the anchors the RPN should find (IoU ≥ 0.7 with a "
+        "shape) and those it should reject (IoU < 0.3), samples 32 RoIs from the proposals (a "
+        "third of them on a shape), and takes one SGD step on the five losses: RPN objectness "
+        "and box, and the heads' class, box and mask. Each **epoch** ends with a checkpoint, "
+        "and the network then detects the shapes of the same validation image, so you see it "
+        "learn.")
+    st.info(
+        "Training runs in its own process at the lowest priority, so photos on the other pages "
+        "are answered first and the run slows down while they are. One run at a time per "
+        "server; everyone who opens this page watches the same run.")
 
-slot = training_slot()
-run = slot["run"]
-if run is not None and run.alive:
-    live(slot)
-else:
-    if run is not None:
-        run_view(run)
-        st.divider()
-    start_ui(slot)
+    slot = training_slot()
+    run = slot["run"]
+    if run is not None and run.alive:
+        live(slot)
+    else:
+        if run is not None:
+            run_view(run)
+            st.divider()
+        start_ui(slot)
+
+
+guarded(page)

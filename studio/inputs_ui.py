@@ -1,7 +1,17 @@
-"""The main page's inputs: uploads, camera, sample photos, and which picture is shown."""
+"""The main page's inputs: uploads, camera, sample photos, and which picture is shown.
+
+Each upload is decoded once for its session, in a small pool shared by the whole
+server (at most one decode per core at a time, and one per session), and kept in
+the session; the
+run store counts it against the memory budget. A visitor's uploads past
+``MRCNN_MAX_UPLOADS`` are not opened at all.
+"""
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +19,9 @@ import streamlit as st
 
 from mrcnn.inputs.samples import samples_for
 from mrcnn.inputs.uploads import SUPPORTED_EXTENSIONS, ImageDecodeError, decode_image, fit_within
-from studio.shared import Services
+from studio.shared import Services, session_id
+
+logger = logging.getLogger("mrcnn.studio")
 
 #: Longest side of the image the page works on (shown, segmented, cut out).
 #: The network itself never sees more than IMAGE_MAX_DIM (at most 1024).
@@ -31,11 +43,50 @@ def upload_limit_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
-@st.cache_data(max_entries=24, ttl=3600, show_spinner=False)
-def decoded_upload(digest: str, max_pixels: int, _data: bytes) -> tuple[np.ndarray, tuple]:
+#: Session key: upload key -> (working image, original (h, w)), or the error sentence.
+DECODED_KEY = "_decoded_uploads"
+
+
+@st.cache_resource
+def decode_pool() -> ThreadPoolExecutor:
+    """Decodes for every visitor, at most one per core at a time: a pile of huge
+    photos waits its turn instead of taking every core from everyone."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ThreadPoolExecutor(max_workers=max(1, cores or 1), thread_name_prefix="decode")
+
+
+def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple]:
     """(working image, original (h, w)) of uploaded bytes; raises ImageDecodeError."""
-    image = decode_image(_data, max_pixels=max_pixels)
+    image = decode_image(data, max_pixels=max_pixels)
     return fit_within(image, WORK_MAX_SIDE)[0], image.shape[:2]
+
+
+def decode_new_uploads(uploads: list, services: Services) -> dict:
+    """Decode the uploads this session has not decoded yet (in the shared pool);
+    returns the session's cache, upload key -> (image, size) or an error sentence."""
+    decoded: dict = st.session_state.setdefault(DECODED_KEY, {})
+    wanted = {key for _, _, key in uploads}
+    for stale in [key for key in decoded if key not in wanted]:
+        del decoded[stale]
+    new = [(file, name, key) for file, name, key in uploads if key not in decoded]
+    if new:
+        # One decode of this session at a time: other visitors' decodes take turns
+        # with a visitor who dropped a pile of huge files.
+        with st.spinner(f"Opening {len(new)} photo{'s' * (len(new) != 1)}…"):
+            for file, _, key in new:
+                future = decode_pool().submit(decode_upload, file.getvalue(),
+                                              services.limits.image_pixels)
+                try:
+                    decoded[key] = future.result()
+                except ImageDecodeError as exc:
+                    decoded[key] = str(exc)
+                except Exception:  # noqa: BLE001 - e.g. MemoryError: one sentence, logged
+                    logger.exception("Decoding an upload failed")
+                    decoded[key] = ("this file could not be opened on the server. Try a "
+                                    "smaller or more common image file.")
+    services.store.set_session_bytes(session_id(), sum(
+        value[0].nbytes for value in decoded.values() if isinstance(value, tuple)))
+    return decoded
 
 
 @st.cache_data(show_spinner=False)
@@ -50,9 +101,13 @@ def sample_thumbnail(config_path: str, name: str, _services: Services) -> np.nda
 
 
 def load_picture(picture: Picture, services: Services) -> tuple[np.ndarray, tuple]:
+    """(working image, original (h, w)): a sample's, or an upload this session decoded."""
     if picture.file is None:
         return sample_image(services.config_path, picture.sample, services)
-    return decoded_upload(picture.digest, services.limits.image_pixels, picture.file.getvalue())
+    value = st.session_state.get(DECODED_KEY, {}).get(picture.key)
+    if not isinstance(value, tuple):        # not decoded in this session (or unreadable)
+        value = decode_upload(picture.file.getvalue(), services.limits.image_pixels)
+    return value
 
 
 def file_digest(file) -> str:
@@ -101,19 +156,25 @@ def input_area(services: Services) -> list[Picture]:
     limit = upload_limit_mb()
     megabyte = 1 << 20           # Streamlit's upload limit counts MiB
     uploads = [(f, f.name, f.file_id) for f in files or []]
+    cap = services.limits.uploads
+    if len(uploads) > cap:
+        problems.append(f"This demo opens {cap} photos per visitor: the first {cap} of your "
+                        f"{len(uploads)} are ready, the other {len(uploads) - cap} were not "
+                        "opened. Remove some to add others.")
+        uploads = uploads[:cap]
     if shot is not None:
         uploads.append((shot, "Camera photo", f"camera:{shot.file_id}"))
+    too_big = {key for file, _, key in uploads if file.size > limit * megabyte}
+    decoded = decode_new_uploads([u for u in uploads if u[2] not in too_big], services)
     for file, name, key in uploads:
-        if file.size > limit * megabyte:
+        if key in too_big:
             problems.append(f"**{name}** is {file.size / megabyte:.1f} MB, more than the "
                             f"{limit} MB limit; save a smaller copy and upload that.")
             continue
-        picture = Picture(_unique_name(name, names), key, file_digest(file), file)
-        try:
-            load_picture(picture, services)
-        except ImageDecodeError as exc:
-            problems.append(f"**{name}**: {exc}")
+        if isinstance(decoded.get(key), str):
+            problems.append(f"**{name}**: {decoded[key]}")
             continue
+        picture = Picture(_unique_name(name, names), key, file_digest(file), file)
         names.add(picture.name)
         pictures.append(picture)
     sample = st.session_state.get("sample")

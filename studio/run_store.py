@@ -8,6 +8,12 @@ order: those only closed sessions looked at, then those no live session
 pins (least recently used first), and only then, if the pinned runs alone
 exceed the budget, the pinned run of the session idle longest; the store
 remembers why, so that page can say so when it has to run the network again.
+
+The budget counts everything the visitors' sessions keep, not only the runs:
+an entry's size is measured again each time the store checks its budget (a run
+grows as its cut-outs are made), each live session may declare what else it
+holds (:meth:`RunStore.set_session_bytes`: its decoded uploads), and
+``extra_bytes()`` adds what is held outside (the images of queued jobs).
 """
 from __future__ import annotations
 
@@ -31,8 +37,11 @@ class RunStore:
     """``put``/``get`` runs by key under ``budget_bytes``; ``nbytes(value)`` sizes a value."""
 
     def __init__(self, budget_bytes: int, nbytes: Callable[[object], int], *,
-                 is_alive: Callable[[str], bool] = lambda session: True, clock=time.monotonic):
+                 is_alive: Callable[[str], bool] = lambda session: True, clock=time.monotonic,
+                 extra_bytes: Callable[[], int] = lambda: 0):
         self.budget_bytes = int(budget_bytes)
+        self._extra_bytes = extra_bytes
+        self._session_bytes: dict[str, int] = {}          # session -> what else it holds
         self._nbytes = nbytes
         self._is_alive = is_alive
         self._clock = clock
@@ -43,8 +52,20 @@ class RunStore:
 
     @property
     def total_bytes(self) -> int:
+        """Runs (measured now), live sessions' other holdings, and ``extra_bytes()``."""
         with self._lock:
-            return sum(e.nbytes for e in self._entries.values())
+            return self._measure() + self._held_by_sessions() + int(self._extra_bytes())
+
+    def set_session_bytes(self, session: str, nbytes: int) -> None:
+        """What ``session`` holds besides its runs (counted while it lives)."""
+        with self._lock:
+            self._session_bytes[session] = int(nbytes)
+            self._shrink()
+
+    def shrink(self) -> None:
+        """Keep to the budget now (after a stored run grew, e.g. by its cut-outs)."""
+        with self._lock:
+            self._shrink()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -78,12 +99,6 @@ class RunStore:
         with self._lock:
             return self._evicted.get((session, key))
 
-    def forget_session(self, session: str) -> None:
-        """A session closed: its pin goes, its runs become first to evict."""
-        with self._lock:
-            self._pins.pop(session, None)
-            self._shrink()
-
     # ------------------------------------------------------------ eviction
     def _pinned_keys(self) -> dict[str, float]:
         """Key -> the latest time a live session pinned it."""
@@ -95,8 +110,18 @@ class RunStore:
             pinned[key] = max(when, pinned.get(key, when))
         return pinned
 
+    def _measure(self) -> int:
+        for entry in self._entries.values():
+            entry.nbytes = int(self._nbytes(entry.value))
+        return sum(e.nbytes for e in self._entries.values())
+
+    def _held_by_sessions(self) -> int:
+        for session in [s for s in self._session_bytes if not self._is_alive(s)]:
+            del self._session_bytes[session]
+        return sum(self._session_bytes.values())
+
     def _shrink(self) -> None:
-        total = sum(e.nbytes for e in self._entries.values())
+        total = self._measure() + self._held_by_sessions() + int(self._extra_bytes())
         if total <= self.budget_bytes:
             return
         pinned = self._pinned_keys()

@@ -8,11 +8,7 @@ when it returns None), then :func:`run_through_queue` for every network run.
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
-import os
-import threading
-import time
 import uuid
 from concurrent.futures import CancelledError, TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -26,7 +22,9 @@ from mrcnn.config import config_from_path
 from mrcnn.serve.protocol import TOKEN_ENV, URL_ENV
 from studio import keras_cleanup
 from studio.fair_queue import FairQueue
+from studio.public import client_address, public_mode, setting
 from studio.run_store import RunStore
+from studio.weights_ui import weights_panel
 
 # Before any TensorFlow work in this process: Streamlit's clean-up after each script
 # run must not clear TensorFlow's kernels under a running network (studio.keras_cleanup).
@@ -45,21 +43,11 @@ DEFAULT_CONFIG = "mrcnn.config:CocoConfig"
 
 # ------------------------------------------------------------------ settings
 
-def setting(name: str, default=None):
-    """``name`` from the environment, else from Streamlit secrets, else ``default``."""
-    value = os.environ.get(name)
-    if value not in (None, ""):
-        return value
-    try:
-        if name in st.secrets:
-            return st.secrets[name]
-    except Exception:  # noqa: BLE001 - no secrets.toml (the usual case), or an unreadable one
-        pass
-    return default
-
-
-def _int_setting(name: str, default: int) -> int:
+def _int_setting(name: str, default: int | None) -> int | None:
+    """A positive whole number from the settings; ``default`` (may be None: no limit)."""
     value = setting(name, default)
+    if value is None:
+        return None
     try:
         number = int(value)
         if number <= 0:
@@ -72,21 +60,32 @@ def _int_setting(name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one visitor of a public host may ask for (environment or secrets)."""
+    """What one visitor may ask for (environment or secrets; public defaults when
+    ``MRCNN_PUBLIC`` is on, see :mod:`studio.public`)."""
     run_all_images: int        # MRCNN_MAX_RUN_ALL: images per "Run all"
     image_pixels: int          # MRCNN_MAX_PIXELS: pixels per uploaded image
-    queued_per_session: int    # MRCNN_MAX_QUEUED: photos one visitor may have waiting
-    results_budget_mb: int     # MRCNN_RESULTS_MB: memory for every visitor's results
+    queued_per_session: int    # MRCNN_MAX_QUEUED: photos one visitor (tab) may have waiting
+    results_budget_mb: int     # MRCNN_RESULTS_MB: memory for everything the sessions keep
     queue_batch: int | None    # MRCNN_QUEUE_BATCH: images per network call (None: by device)
+    uploads: int = 50          # MRCNN_MAX_UPLOADS: photos one visitor may upload at once
+    queued_per_address: int | None = None   # MRCNN_MAX_QUEUED_PER_ADDRESS: across all tabs
+    queue_total: int = 200     # MRCNN_MAX_QUEUE_TOTAL: photos waiting, all visitors together
+    public: bool = False       # MRCNN_PUBLIC
 
     @classmethod
     def read(cls) -> "Limits":
+        public = public_mode()
         batch = setting("MRCNN_QUEUE_BATCH")
-        return cls(run_all_images=_int_setting("MRCNN_MAX_RUN_ALL", 20),
+        return cls(run_all_images=_int_setting("MRCNN_MAX_RUN_ALL", 10 if public else 20),
                    image_pixels=_int_setting("MRCNN_MAX_PIXELS", 40_000_000),
-                   queued_per_session=_int_setting("MRCNN_MAX_QUEUED", 25),
+                   queued_per_session=_int_setting("MRCNN_MAX_QUEUED", 10 if public else 25),
                    results_budget_mb=_int_setting("MRCNN_RESULTS_MB", 512),
-                   queue_batch=_int_setting("MRCNN_QUEUE_BATCH", 1) if batch else None)
+                   queue_batch=_int_setting("MRCNN_QUEUE_BATCH", 1) if batch else None,
+                   uploads=_int_setting("MRCNN_MAX_UPLOADS", 10 if public else 50),
+                   queued_per_address=_int_setting("MRCNN_MAX_QUEUED_PER_ADDRESS",
+                                                   8 if public else None),
+                   queue_total=_int_setting("MRCNN_MAX_QUEUE_TOTAL", 60 if public else 200),
+                   public=public)
 
 
 def service_settings() -> tuple[str | None, str | None]:
@@ -112,10 +111,6 @@ def session_alive(session: str) -> bool:
     if not Runtime.exists():
         return True
     return Runtime.instance().is_active_session(session.split("/", 1)[0])
-
-
-def digest_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ------------------------------------------------------------------ services
@@ -177,6 +172,14 @@ def _result_bytes(value) -> int:
     return total
 
 
+def _payload_bytes(payload) -> int:
+    """Memory a queued job holds: its image (and a teaching rerun's record)."""
+    total = 0
+    for value in payload.values() if isinstance(payload, dict) else ():
+        total += int(getattr(value, "nbytes", 0) or 0)
+    return total
+
+
 @st.cache_resource(show_spinner="Loading Mask R-CNN. This happens once per server and "
                                 "takes about half a minute…")
 def _services(weights_path: str, url: str | None, token: str | None, config_path: str,
@@ -193,8 +196,11 @@ def _services(weights_path: str, url: str | None, token: str | None, config_path
     batch = limits.queue_batch or (4 if url or str(device).startswith("GPU") else 1)
     holder: dict = {}
     queue = FairQueue(lambda jobs: _run_jobs(holder, jobs), max_batch=batch,
-                      is_alive=session_alive, max_per_session=limits.queued_per_session)
-    store = RunStore(limits.results_budget_mb * 2**20, _result_bytes, is_alive=session_alive)
+                      is_alive=session_alive, max_per_session=limits.queued_per_session,
+                      max_per_address=limits.queued_per_address, max_total=limits.queue_total,
+                      payload_bytes=_payload_bytes)
+    store = RunStore(limits.results_budget_mb * 2**20, _result_bytes, is_alive=session_alive,
+                     extra_bytes=queue.queued_bytes)
     services = Services(backend, queue, store, config, config_path, class_names_for(config),
                         f"{url or weights_path}|{config_path}", Path(weights_path), limits)
     holder["services"] = services
@@ -230,6 +236,9 @@ def ready_services(need_local_model: bool = False,
                     icon=":material/info:")
             elif explain_missing_weights:
                 weights_panel(path, str(exc))
+            elif public_mode():
+                st.error("The model's weights are not on this server yet, so this page "
+                         "can't run.", icon=":material/warning:")
             else:
                 st.error(f"{exc} The main page offers to download them.",
                          icon=":material/warning:")
@@ -268,7 +277,7 @@ def run_through_queue(services: Services, kind: str, key: str, payload: dict, *,
         st.info(f"Running the network again for {what}: its results were dropped because "
                 f"{why}.", icon=":material/history:")
     job = services.queue.submit(session, key, kind, payload, slot=slot,
-                                batch_group=batch_group)
+                                batch_group=batch_group, address=client_address())
     result = wait_in_line(services, job, what)
     stored = services.store.get(session, key, pin=pin)
     if stored is None:
@@ -318,82 +327,3 @@ def standing_text(standing, what: str) -> str:
     photos = "photo" if standing.ahead == 1 else "photos"
     return (f"{standing.ahead} {photos} ahead of yours in the shared queue, about {seconds} s. "
             "Visitors take turns; your place updates while you wait.")
-
-
-# ---------------------------------------------------------------- weights
-
-class _Download:
-    """One weights download for every visitor of this process (they see the same bar)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.done, self.total = 0, None
-        self.error: str | None = None
-        self.finished = False
-        self.thread = threading.Thread(target=self._run, daemon=True, name="weights-download")
-        self.thread.start()
-
-    def _progress(self, done: int, total: int | None) -> None:
-        self.done, self.total = done, total
-
-    def _run(self) -> None:
-        try:
-            weights_module.download_weights(self.path, progress=self._progress)
-        except weights_module.WeightsError as exc:
-            self.error = str(exc)
-        except Exception:  # noqa: BLE001 - shown as one sentence, logged in full
-            logger.exception("Downloading the weights failed")
-            self.error = "The download failed; the server's log says why. Try again."
-        finally:
-            self.finished = True
-
-
-@st.cache_resource
-def _downloads() -> tuple[dict, threading.Lock]:
-    return {}, threading.Lock()
-
-
-def _download_for(path: Path, start: bool) -> _Download | None:
-    tasks, lock = _downloads()
-    with lock:
-        task = tasks.get(path)
-        if task is not None and task.finished and start:
-            task = None
-        if task is None and start:
-            task = tasks[path] = _Download(path)
-        return task
-
-
-def weights_panel(path: Path, problem: str) -> None:
-    """Say plainly that the weights are missing or unusable, and how to fix it."""
-    size_mb = weights_module.WEIGHTS_SIZE / 1e6
-    st.warning("**Mask R-CNN needs its pre-trained weights, and they are not usable on this "
-               f"server yet.**\n\n{problem}", icon=":material/warning:")
-    st.markdown(f"The file is **{weights_module.WEIGHTS_FILENAME}** ({size_mb:.0f} MB), the "
-                "published COCO weights of Mask R-CNN. This app will look for it at:")
-    st.code(str(path), language=None)
-    pressed = st.button(f"Download the weights ({size_mb:.0f} MB)", type="primary",
-                        icon=":material/download:", key="download_weights")
-    task = _download_for(path, start=pressed)
-    if task is not None:
-        bar = st.progress(0.0, text="Connecting…")
-        while not task.finished:
-            total = task.total or weights_module.WEIGHTS_SIZE
-            bar.progress(min(task.done / total, 1.0),
-                         text=f"Downloading… {task.done / 1e6:.0f} MB of {total / 1e6:.0f} MB "
-                              "(every visitor sees this same download)")
-            time.sleep(0.5)
-        if task.error:
-            bar.empty()
-            st.error(task.error, icon=":material/cloud_off:")
-        elif pressed or path.exists():
-            bar.progress(1.0, text="Downloaded and verified.")
-            st.rerun()
-    with st.expander("Or place the file by hand", expanded=True):
-        st.markdown(
-            f"1. Download [{weights_module.WEIGHTS_FILENAME}]({weights_module.WEIGHTS_URL}) "
-            f"({weights_module.WEIGHTS_SIZE:,} bytes) on a machine that can reach GitHub.\n"
-            f"2. Copy it to `{path}` on this server.\n"
-            "3. Or keep it anywhere and set the environment variable `MRCNN_WEIGHTS` to the "
-            "file's full path, then restart the app.\n"
-            "4. Check it with `python -m mrcnn.weights --check PATH`, then reload this page.")

@@ -314,7 +314,8 @@ def test_samples_several_images_picker_and_run_all(app_env, photos):
     assert_healthy(at)
     assert "download_all" in {b.key for b in at.download_button}
     bundle = at.session_state["bundle"]
-    with zipfile.ZipFile(io.BytesIO(bundle["zip"])) as archive:
+    assert "zip" not in bundle, "the ZIP is built when clicked, not kept in the session"
+    with zipfile.ZipFile(io.BytesIO(bundle["build"]())) as archive:
         names = set(archive.namelist())
         results = json.loads(archive.read("coco_results.json"))
         images = json.loads(archive.read("images.json"))
@@ -324,8 +325,8 @@ def test_samples_several_images_picker_and_run_all(app_env, photos):
     assert [i["file_name"] for i in images] == ["chelsea.jpg", "Sample: Coffee"]
     assert {r["image_id"] for r in results} <= {1, 2}
     assert all(r["score"] >= 0.7 - 1e-6 and 1 <= r["category_id"] <= 90 for r in results)
-    assert [row["Objects"] for row in bundle["summary"]] == [
-        sum(r["image_id"] == k for r in results) for k in (1, 2)]
+    summary = next(d.value for d in at.dataframe if "Note" in d.value.columns)
+    assert list(summary["Objects"]) == [sum(r["image_id"] == k for r in results) for k in (1, 2)]
 
 
 def test_concurrent_sessions_each_see_their_own_image(app_env, photos, monkeypatch):
@@ -500,6 +501,6 @@ def test_public_host_limits_each_answer_with_one_sentence(app_env, photos, monke
     at.run()
     assert_healthy(at)
     assert any("at most 1 images per Run all" in w.value for w in at.warning)
-    with zipfile.ZipFile(io.BytesIO(at.session_state["bundle"]["zip"])) as archive:
+    with zipfile.ZipFile(io.BytesIO(at.session_state["bundle"]["build"]())) as archive:
         listing = json.loads(archive.read("images.json"))
     assert [entry["file_name"] for entry in listing] == ["cup.jpg"]
