@@ -346,10 +346,14 @@ class FairQueue:
                     self._lock.wait(timeout=1.0)
                     batch = self._next_batch()
                 started = self._clock()
-                for job in batch:
+                for job in list(batch):
                     job.started = started
-                    job.future.set_running_or_notify_cancel()
+                    if not job.future.set_running_or_notify_cancel():   # cancelled outside
+                        self._forget(job)
+                        batch.remove(job)
                 self._running = batch
+            if not batch:
+                continue
             try:
                 results = self._run_batch(batch)
                 if len(results) != len(batch):

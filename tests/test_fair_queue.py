@@ -402,3 +402,22 @@ def test_pinned_runs_go_only_when_they_alone_pass_the_budget_and_the_page_can_sa
     assert store.total_bytes <= 1_500
     assert store.get("second", "two") is not None            # the most recent one stays
     assert "idle longest" in store.why_missing("first", "one")
+
+
+def test_a_job_cancelled_from_outside_is_skipped_and_the_worker_goes_on():
+    gate = threading.Event()
+    ran = []
+
+    def run_batch(jobs):
+        gate.wait(10)
+        ran.extend(job.key for job in jobs)
+        return [job.key for job in jobs]
+
+    queue = FairQueue(run_batch)
+    first = queue.submit("s1", "a", "detect", None)
+    doomed = queue.submit("s2", "b", "detect", None)
+    assert doomed.future.cancel()            # someone outside cancels a waiting job
+    after = queue.submit("s3", "c", "detect", None)
+    gate.set()
+    assert first.future.result(10) == "a" and after.future.result(10) == "c"
+    assert "b" not in ran
