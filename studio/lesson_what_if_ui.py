@@ -16,7 +16,8 @@ from mrcnn.draw.overlay import draw_detections, palette
 from mrcnn.what_if import masks_what_if, match_objects, nms_what_if
 from studio.fair_queue import QueueFull
 from studio.lesson_network_ui import WHITE, frame, to_display
-from studio.shared import logger, run_key, run_through_queue
+from studio.public import report_error
+from studio.shared import run_key, run_through_queue
 
 GAINED, LOST = (40, 210, 90), (235, 60, 50)
 PROPOSAL_COUNTS = (50, 100, 200, 300, 500, 1000, 1500, 2000)
@@ -107,9 +108,8 @@ def what_if_proposals(insp, services, digest: str) -> None:
     except QueueFull as error:
         st.warning(str(error))
         return
-    except Exception:  # noqa: BLE001 - one sentence instead of a traceback
-        logger.exception("The heads' rerun failed")
-        st.error("The proposal layer and heads could not run again; the server's log says why.")
+    except Exception:  # noqa: BLE001 - one sentence with an id instead of a traceback
+        report_error("running the proposal layer and heads again")
         return
     _show_rerun(insp, rerun)
 

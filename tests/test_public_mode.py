@@ -303,6 +303,91 @@ def test_the_per_address_cap_counts_every_tab_of_an_address(app_env, addresses, 
         assert any(h.value.startswith("Objects (") for h in tab.subheader)
 
 
+class Visits:
+    """AppTest runs in threads, each started once the one before has queued its photo
+    (AppTest swaps one process-wide mock Runtime around each run, so runs must not
+    start in the same instant)."""
+
+    def __init__(self, gate):
+        self.gate, self.threads, self.failures = gate, [], []
+
+    def start(self, tab, submits: int = 1) -> None:
+        expected = len(self.gate.submitted) + submits
+
+        def visit():
+            try:
+                tab.run()
+            except Exception as exc:  # noqa: BLE001 - reported by join()
+                self.failures.append(exc)
+        thread = threading.Thread(target=visit)
+        thread.start()
+        self.threads.append(thread)
+        deadline = time.monotonic() + TIMEOUT
+        while len(self.gate.submitted) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.gate.submitted) >= expected, "the visit did not queue its photo"
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(TIMEOUT)
+        assert not self.failures
+
+
+def test_two_addresses_take_turns_one_for_one_however_many_tabs(app_env, photos, addresses,
+                                                                gate, monkeypatch):
+    monkeypatch.setenv("MRCNN_RESULTS_MB", "501")              # fresh services for this test
+    gate.open.set()
+    b = open_app(size=640, address="198.51.100.20")
+    b.file_uploader(key="uploads").set_value(small_photos(photos, 3))
+    b.run()                                          # crop2.jpg (the newest) is shown
+    assert not b.exception
+    gate.open.clear()
+    tabs = [open_app(size=640, address="203.0.113.7") for _ in range(4)]
+    for tab, sample in zip(tabs, ["sample-coffee", "sample-chelsea", "sample-astronaut",
+                                  "sample-camera"]):
+        tab.button(key=sample).click()
+    visits = Visits(gate)
+    visits.start(tabs[0])                            # in the network, held by the gate
+    assert gate.entered.wait(TIMEOUT)
+    first = len(gate.submitted)
+    for tab in tabs[1:]:                             # three tabs of one address wait...
+        visits.start(tab)
+    b.button(key="run_all").click()
+    visits.start(b, submits=2)                       # ...then one tab of another: 2 photos
+    owners = {job.key: job.address for job in gate.submitted[first:]}
+    gate.open.set()
+    visits.join()
+    order = [owners[key] for key in gate.ran if key in owners]
+    assert order == ["203.0.113.7", "198.51.100.20", "203.0.113.7", "198.51.100.20",
+                     "203.0.113.7"], order
+    for tab in tabs + [b]:
+        assert not tab.exception and not tab.warning
+
+
+def test_over_the_total_cap_a_visitor_is_told_the_demo_is_busy(app_env, addresses, gate,
+                                                              monkeypatch):
+    monkeypatch.setenv("MRCNN_MAX_QUEUE_TOTAL", "1")
+    monkeypatch.setenv("MRCNN_RESULTS_MB", "499")              # fresh services for this test
+    tabs = [open_app(size=640, address=f"192.0.2.{n}") for n in (1, 2, 3)]
+    for tab, sample in zip(tabs, ["sample-coffee", "sample-chelsea", "sample-astronaut"]):
+        tab.button(key=sample).click()
+    visits = Visits(gate)
+    visits.start(tabs[0])                            # running
+    assert gate.entered.wait(TIMEOUT)
+    visits.start(tabs[1])                            # waiting: the queue is full
+    tabs[2].run()
+    assert not tabs[2].exception
+    (busy,) = texts(tabs[2].warning)
+    assert re.match(r"The demo is busy: 1 photo is waiting\. Try again in a minute "
+                    r"\(the queue needs about \d+ s to clear\)\.", busy), busy
+    gate.open.set()
+    visits.join()
+    tabs[2].run()                                    # a minute later: it works
+    for tab in tabs:
+        assert not tab.exception and not tab.warning
+        assert any(h.value.startswith("Objects (") for h in tab.subheader)
+
+
 def test_run_all_releases_every_claim_it_abandons(app_env, photos, gate, monkeypatch):
     import studio.run_all_ui
     from studio.shared import session_id
