@@ -132,6 +132,13 @@ def click_targets(masks, kept: np.ndarray, image_shape) -> tuple:
     return xs, ys, owners
 
 
+def figure_height(shape) -> int:
+    """CSS height of the annotated picture's figure: the picture's at COLUMN_WIDTH
+    (within 240 to 900 px); the picture is centred in it at its own aspect."""
+    height, width = shape[:2]
+    return int(np.clip(COLUMN_WIDTH * height / width, 240, 900))
+
+
 def clickable_overlay(picture: np.ndarray, shown: dict, kept: np.ndarray, class_names,
                       caption: str) -> None:
     """The annotated picture as a Plotly figure whose objects answer a click."""
@@ -158,11 +165,12 @@ def clickable_overlay(picture: np.ndarray, shown: dict, kept: np.ndarray, class_
     figure.update_xaxes(range=[0, width], visible=False, fixedrange=True)
     figure.update_yaxes(range=[height, 0], visible=False, fixedrange=True,
                         scaleanchor="x", scaleratio=1)
-    # Plotly needs a height: the picture's, at the width of a half-page column.
+    # Plotly needs a height: the picture's at the width of a half-page column
+    # (figure_height). Plotly centres the picture in it; results_ui centres the
+    # original beside it in a box of the same height, so the two line up.
     figure.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode=False,
                          clickmode="event+select", hovermode="closest", showlegend=False,
-                         height=int(np.clip(COLUMN_WIDTH * height / width, 240, 900)),
-                         plot_bgcolor="rgba(0,0,0,0)")
+                         height=figure_height(picture.shape), plot_bgcolor="rgba(0,0,0,0)")
     st.plotly_chart(figure, key=OVERLAY_KEY, on_select="rerun", selection_mode="points",
                     config={"displayModeBar": False, "scrollZoom": False})
     st.caption(caption + " · click an object to inspect it")

@@ -28,7 +28,8 @@ from mrcnn.results import PER_DETECTION_KEYS, PROVENANCE_KEYS, kept_indices
 from mrcnn.serve.backends import DetectionReport
 from studio.exports_ui import annotation_exports
 from studio.inspector_ui import (TABLE_KEY, choose, clickable_overlay, highlighted, inspected,
-                                 object_card)
+                                 figure_height, object_card)
+from studio.public import public_mode
 from studio.shared import Services, run_key, run_through_queue
 
 #: The network runs at this confidence; the slider filters above it.
@@ -220,8 +221,11 @@ def run_details(report: DetectionReport, image, original_size) -> None:
     if tuple(original_size) != (height, width):
         size += f" (scaled from {original_size[1]} × {original_size[0]})"
     batch = t.get("batch_size")
+    backend = report.backend or "unknown"
+    if public_mode() and "://" in backend:      # a service's address is the server's business
+        backend = "Ray Serve deployment"
     st.caption(f"Device: **{report.device or 'unknown'}** · Backend: "
-               f"**{report.backend or 'unknown'}** · Image: {size}"
+               f"**{backend}** · Image: {size}"
                + (f" · ran in a batch of {int(batch)}" if batch and batch > 1 else "")
                + " · Times are from the run that made these results: the display settings "
                  "reuse it.")
@@ -292,6 +296,10 @@ def gallery(image, run: StoredRun, shown: dict, kept: np.ndarray, colours: np.nd
                    "all of them.")
 
 
+def _keep_open() -> None:
+    """The export panel's state is tracked (so a rerun keeps it open); nothing to do."""
+
+
 def coco_json(shown: dict, class_names, image_id: int = 0) -> str:
     return json.dumps(coco_results(shown, image_id, category_ids_for(class_names)))
 
@@ -311,7 +319,15 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
 
     run_details(run.report, image, original_size)
     left, right = st.columns(2, gap="medium")
-    left.image(image, caption=f"Original: {picture_name}", width="stretch")
+    with left:
+        # Drawn as Plotly draws the annotated picture beside it: centred, at its own
+        # aspect, in a box as high as that figure, so the two line up in any column.
+        box = figure_height(image.shape)
+        st.html(f"<style>.st-key-original img {{width: 100% !important; height: {box}px "
+                "!important; object-fit: contain}</style>")
+        with st.container(key="original"):
+            st.image(image, width="stretch")
+        st.caption(f"Original: {picture_name}")
     with right:
         clickable_overlay(highlighted(annotated, shown["masks"], position), shown, kept,
                           class_names,
@@ -331,7 +347,9 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
                            data=functools.partial(coco_json, shown, class_names),
                            file_name=f"{stem}_coco_results.json", mime="application/json",
                            on_click="ignore", key="download_json", icon=":material/data_object:")
-    with st.expander("Export for labelling tools (COCO, YOLO, LabelMe, Pascal VOC, CVAT)"):
+    # A key (and a tracked state) keeps the panel open while its boxes are ticked.
+    with st.expander("Export for labelling tools (COCO, YOLO, LabelMe, Pascal VOC, CVAT)",
+                     key="export_panel", on_change=_keep_open):
         annotation_exports([(1, picture_name, image, shown)], class_names, "one_", stem)
 
     if count == 0:
