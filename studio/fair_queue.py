@@ -4,7 +4,9 @@ Every page and both backends submit work here; one worker thread runs it.
 
 - **Fair by address, then by session.** Client addresses take turns (round
   robin), in the order their oldest waiting job arrived; within one address its
-  sessions (browser tabs) take turns in the same way. Ten tabs on one address
+  sessions (browser tabs) take turns in the same way. A newcomer joins the turn
+  order ahead of those that have already had a turn, so it waits for the run in
+  progress, not for a second turn of the address in the network. Ten tabs on one address
   and one tab on another therefore alternate one for one, and a visitor's
   20-photo "Run all" is interleaved with other visitors' single photos, so
   nobody waits behind someone else's batch or someone else's many tabs. A
@@ -88,6 +90,18 @@ def _photos(n: int) -> str:
     return f"{n} photo" if n == 1 else f"{n} photos"
 
 
+def _join_turns(turns: OrderedDict, name: str, value, served: set) -> OrderedDict:
+    """``turns`` with ``name`` added after the others that have not had a turn yet and
+    before those that have: a newcomer waits for the run in progress and for the other
+    newcomers, not for a second turn of an address (or tab) that has just had one."""
+    level = "address" if isinstance(value, OrderedDict) else "session"
+    items = list(turns.items())
+    place = next((i for i, (other, _) in enumerate(items) if (level, other) in served),
+                 len(items))
+    items.insert(place, (name, value))
+    return OrderedDict(items)
+
+
 class FairQueue:
     """A single worker serving addresses, and each address's sessions, in turn.
     ``run_batch(jobs) -> results``.
@@ -118,6 +132,8 @@ class FairQueue:
         self._lock = threading.Condition()
         # turn order: address -> (turn order: session -> its waiting jobs)
         self._addresses: OrderedDict[str, OrderedDict[str, deque]] = OrderedDict()
+        # addresses and sessions that had a turn since they joined the turn order
+        self._served: set[str] = set()
         self._by_key: dict[str, Job] = {}                          # waiting or running
         self._running: list[Job] = []
         self._recent = deque(maxlen=20)       # (seconds, images) of recent calls
@@ -150,8 +166,14 @@ class FairQueue:
                 job = Job(key, kind, payload, batch_group, owner=session, address=address,
                           enqueued=self._clock())
                 self._by_key[key] = job
-                sessions = self._addresses.setdefault(address, OrderedDict())
-                sessions.setdefault(session, deque()).append(job)
+                if address not in self._addresses:
+                    self._addresses = _join_turns(self._addresses, address, OrderedDict(),
+                                                  self._served)
+                sessions = self._addresses[address]
+                if session not in sessions:
+                    self._addresses[address] = sessions = _join_turns(
+                        sessions, session, deque(), self._served)
+                sessions[session].append(job)
                 self._lock.notify_all()
             self._drop_claims(session, slot, keep=key)
             job.claims[session] = (slot, None)
@@ -299,12 +321,16 @@ class FairQueue:
         queue.remove(job)
         if queue:
             sessions.move_to_end(job.owner)
+            self._served.add(("session", job.owner))
         else:
             del sessions[job.owner]
+            self._served.discard(("session", job.owner))
         if sessions:
             self._addresses.move_to_end(job.address)
+            self._served.add(("address", job.address))
         else:
             del self._addresses[job.address]
+            self._served.discard(("address", job.address))
 
     def _next_batch(self) -> list[Job]:
         """Take the next job in turn and up to max_batch - 1 compatible ones after it."""
@@ -318,8 +344,10 @@ class FairQueue:
                     self._forget(queue.popleft(), dropped=True)
                 if not queue:
                     del sessions[session]
+                    self._served.discard(("session", session))
             if not sessions:
                 del self._addresses[address]
+                self._served.discard(("address", address))
         order = self._schedule()
         if not order:
             return []

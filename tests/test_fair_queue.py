@@ -214,6 +214,26 @@ def test_two_addresses_take_turns_one_for_one_however_many_tabs_each_has():
                      "A5", "A6", "A7", "A8", "A9"]
 
 
+def test_a_newcomer_waits_only_for_the_run_in_progress_not_a_second_turn():
+    """While one address's photo runs and eight more of its tabs wait, a visitor from
+    another address is next: the address in the network has just had its turn."""
+    network = Network()
+    queue = FairQueue(network)
+    network.gate.clear()
+    network.started.clear()
+    tabs = [queue.submit(f"A-tab{i}", f"A{i}", "detect", None, address="203.0.113.7")
+            for i in range(9)]
+    assert network.started.wait(timeout=10)          # A0 is in the network
+    honest = queue.submit("H", "H0", "detect", None, address="198.51.100.20")
+    assert queue.standing(honest).ahead == 1, "only the running photo is ahead"
+    late_tab = queue.submit("A-late", "A-late0", "detect", None, address="203.0.113.7")
+    network.gate.set()
+    for job in tabs + [honest, late_tab]:
+        job.future.result(timeout=10)
+    # The late tab goes after the address's other tabs that have not had a turn yet.
+    assert network.order == ["A0", "H0"] + [f"A{i}" for i in range(1, 9)] + ["A-late0"]
+
+
 def test_within_an_address_its_sessions_take_turns():
     network = Network()
     queue = FairQueue(network)
