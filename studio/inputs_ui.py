@@ -157,10 +157,11 @@ def input_area(services: Services) -> list[Picture]:
     megabyte = 1 << 20           # Streamlit's upload limit counts MiB
     uploads = [(f, f.name, f.file_id) for f in files or []]
     cap = services.limits.uploads
-    if len(uploads) > cap:
-        problems.append(f"This demo opens {cap} photos per visitor: the first {cap} of your "
-                        f"{len(uploads)} are ready, the other {len(uploads) - cap} were not "
-                        "opened. Remove some to add others.")
+    if len(uploads) > cap:           # said at once, before the first ones are opened
+        st.warning(f"This demo opens {cap} photos per visitor: the first {cap} of your "
+                   f"{len(uploads)} are ready, the other {len(uploads) - cap} were not "
+                   "opened. Remove some to add others.",
+                   icon=":material/production_quantity_limits:")
         uploads = uploads[:cap]
     if shot is not None:
         uploads.append((shot, "Camera photo", f"camera:{shot.file_id}"))

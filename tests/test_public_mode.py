@@ -215,7 +215,7 @@ def test_uploads_past_the_cap_get_one_sentence_and_the_first_ones_work(app_env, 
     at.file_uploader(key="uploads").set_value(small_photos(photos, 3))
     at.run()
     assert not at.exception
-    (said,) = [e for e in texts(at.error) if "per visitor" in e]
+    (said,) = [w for w in texts(at.warning) if "per visitor" in w]
     assert "opens 2 photos per visitor" in said and "the other 1 were not opened" in said
     assert at.selectbox(key="picker").options == ["crop0.jpg", "crop1.jpg"]
 
@@ -226,7 +226,7 @@ def test_public_mode_caps_uploads_at_ten_by_default(app_env, photos, monkeypatch
     at.file_uploader(key="uploads").set_value(small_photos(photos, 12))
     at.run()
     assert not at.exception
-    assert any("opens 10 photos per visitor" in e for e in texts(at.error))
+    assert any("opens 10 photos per visitor" in w for w in texts(at.warning))
     assert len(at.selectbox(key="picker").options) == 10
 
 
