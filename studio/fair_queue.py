@@ -90,14 +90,17 @@ def _photos(n: int) -> str:
     return f"{n} photo" if n == 1 else f"{n} photos"
 
 
-def _join_turns(turns: OrderedDict, name: str, value, served: set) -> OrderedDict:
-    """``turns`` with ``name`` added after the others that have not had a turn yet and
-    before those that have: a newcomer waits for the run in progress and for the other
-    newcomers, not for a second turn of an address (or tab) that has just had one."""
-    level = "address" if isinstance(value, OrderedDict) else "session"
+def _join_turns(turns: OrderedDict, name: str, value, level: str, served: set) -> OrderedDict:
+    """``turns`` with ``name`` added: after the others that have not had a turn yet and
+    before those that have (a newcomer waits for the run in progress and for the other
+    newcomers, not for a second turn of an address or tab that has just had one), or
+    last if ``name`` itself has just had its turn (its job is still running)."""
     items = list(turns.items())
-    place = next((i for i, (other, _) in enumerate(items) if (level, other) in served),
-                 len(items))
+    if (level, name) in served:
+        place = len(items)
+    else:
+        place = next((i for i, (other, _) in enumerate(items) if (level, other) in served),
+                     len(items))
     items.insert(place, (name, value))
     return OrderedDict(items)
 
@@ -168,11 +171,11 @@ class FairQueue:
                 self._by_key[key] = job
                 if address not in self._addresses:
                     self._addresses = _join_turns(self._addresses, address, OrderedDict(),
-                                                  self._served)
+                                                  "address", self._served)
                 sessions = self._addresses[address]
                 if session not in sessions:
                     self._addresses[address] = sessions = _join_turns(
-                        sessions, session, deque(), self._served)
+                        sessions, session, deque(), "session", self._served)
                 sessions[session].append(job)
                 self._lock.notify_all()
             self._drop_claims(session, slot, keep=key)
@@ -319,18 +322,16 @@ class FairQueue:
         sessions = self._addresses[job.address]
         queue = sessions[job.owner]
         queue.remove(job)
+        # Both have had a turn, until they have nothing waiting or running.
+        self._served.update({("session", job.owner), ("address", job.address)})
         if queue:
             sessions.move_to_end(job.owner)
-            self._served.add(("session", job.owner))
         else:
             del sessions[job.owner]
-            self._served.discard(("session", job.owner))
         if sessions:
             self._addresses.move_to_end(job.address)
-            self._served.add(("address", job.address))
         else:
             del self._addresses[job.address]
-            self._served.discard(("address", job.address))
 
     def _next_batch(self) -> list[Job]:
         """Take the next job in turn and up to max_batch - 1 compatible ones after it."""
@@ -344,10 +345,9 @@ class FairQueue:
                     self._forget(queue.popleft(), dropped=True)
                 if not queue:
                     del sessions[session]
-                    self._served.discard(("session", session))
             if not sessions:
                 del self._addresses[address]
-                self._served.discard(("address", address))
+        self._forget_turns()
         order = self._schedule()
         if not order:
             return []
@@ -358,6 +358,15 @@ class FairQueue:
         for job in batch:
             self._take(job)
         return batch
+
+    def _forget_turns(self) -> None:
+        """Addresses and sessions with nothing waiting or running are newcomers again."""
+        active = {("session", job.owner) for job in self._running}
+        active |= {("address", job.address) for job in self._running}
+        for address, sessions in self._addresses.items():
+            active.add(("address", address))
+            active.update(("session", session) for session in sessions)
+        self._served &= active
 
     def _forget(self, job: Job, dropped: bool = False) -> None:
         if self._by_key.get(job.key) is job:
@@ -393,6 +402,7 @@ class FairQueue:
             with self._lock:
                 self._recent.append((self._clock() - started, len(batch)))
                 self._running = []
+                self._forget_turns()
                 for job, result in zip(batch, results):
                     self._forget(job)
                     self.completed += 1

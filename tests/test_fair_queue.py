@@ -234,6 +234,26 @@ def test_a_newcomer_waits_only_for_the_run_in_progress_not_a_second_turn():
     assert network.order == ["A0", "H0"] + [f"A{i}" for i in range(1, 9)] + ["A-late0"]
 
 
+def test_an_address_whose_only_photo_runs_has_had_its_turn_when_more_arrive():
+    """The first tab's photo starts at once (nothing else waits); the address's other
+    tabs queue during that run; a visitor from elsewhere who comes next still goes
+    before them: that address has just had its turn."""
+    network = Network()
+    queue = FairQueue(network)
+    network.gate.clear()
+    network.started.clear()
+    first = queue.submit("A-tab0", "A0", "detect", None, address="203.0.113.7")
+    assert network.started.wait(timeout=10)
+    tabs = [queue.submit(f"A-tab{i}", f"A{i}", "detect", None, address="203.0.113.7")
+            for i in range(1, 9)]
+    honest = queue.submit("H", "H0", "detect", None, address="198.51.100.20")
+    assert queue.standing(honest).ahead == 1
+    network.gate.set()
+    for job in [first, *tabs, honest]:
+        job.future.result(timeout=10)
+    assert network.order[:3] == ["A0", "H0", "A1"], network.order
+
+
 def test_within_an_address_its_sessions_take_turns():
     network = Network()
     queue = FairQueue(network)
