@@ -18,7 +18,7 @@ import numpy as np
 import streamlit as st
 
 from mrcnn.inputs.samples import samples_for
-from mrcnn.inputs.uploads import SUPPORTED_EXTENSIONS, ImageDecodeError, decode_image, fit_within
+from mrcnn.inputs.uploads import SUPPORTED_EXTENSIONS, ImageDecodeError, decode_fitted, fit_within
 from studio.shared import Services, session_id
 
 logger = logging.getLogger("mrcnn.studio")
@@ -57,8 +57,8 @@ def decode_pool() -> ThreadPoolExecutor:
 
 def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple]:
     """(working image, original (h, w)) of uploaded bytes; raises ImageDecodeError."""
-    image = decode_image(data, max_pixels=max_pixels)
-    return fit_within(image, WORK_MAX_SIDE)[0], image.shape[:2]
+    image, original = decode_fitted(data, max_pixels=max_pixels, max_side=WORK_MAX_SIDE)
+    return fit_within(image, WORK_MAX_SIDE)[0], original
 
 
 def decode_new_uploads(uploads: list, services: Services) -> dict:

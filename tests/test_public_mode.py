@@ -233,13 +233,13 @@ def test_public_mode_caps_uploads_at_ten_by_default(app_env, photos, monkeypatch
 def test_a_rerun_never_decodes_an_upload_again(app_env, photos, monkeypatch):
     import studio.inputs_ui
     calls = []
-    real = studio.inputs_ui.decode_image
+    real = studio.inputs_ui.decode_fitted
 
     def counting(data, **kwargs):
         calls.append(len(data))
         return real(data, **kwargs)
 
-    monkeypatch.setattr(studio.inputs_ui, "decode_image", counting)
+    monkeypatch.setattr(studio.inputs_ui, "decode_fitted", counting)
     at = open_app()
     at.file_uploader(key="uploads").set_value(small_photos(photos, 2))
     at.run()

@@ -352,3 +352,25 @@ def test_alpha_over_white_is_exact_for_every_colour_and_alpha():
     for channel in range(3):
         expected = np.rint(rgba[..., channel] * a + 255 * (1 - a))
         np.testing.assert_array_equal(out[..., channel], expected)
+
+
+@pytest.mark.parametrize("mode,orientation", [("RGB", None), ("RGB", 6), ("L", 8), ("RGBA", 6),
+                                              ("P", None)])
+def test_decode_fitted_is_the_fitted_decode_and_names_the_upright_size(mode, orientation):
+    """Scaling before converting (RGB and grayscale) gives the picture fit_within gives
+    from the full decode, within rounding; other modes take the full-size path."""
+    from mrcnn.inputs.uploads import decode_fitted, decode_image, fit_within
+    im = noise_image(300, 500, seed=3).convert(mode)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    data = encode(im, "PNG", exif=exif.tobytes())
+    fitted, original = decode_fitted(data, max_side=128)
+    if mode in ("RGB", "L"):
+        assert max(fitted.shape[:2]) == 128             # scaled before the conversion
+    fitted = fit_within(fitted, 128)[0]                 # as the app does, for every mode
+    reference = fit_within(decode_image(data), 128)[0]
+    assert original == ((500, 300) if orientation in (6, 8) else (300, 500))
+    assert fitted.shape == reference.shape and fitted.dtype == np.uint8
+    assert np.abs(fitted.astype(int) - reference).max() <= 2
+    assert decode_fitted(data)[0].shape == decode_image(data).shape      # no max_side

@@ -37,6 +37,7 @@ __all__ = [
     "ImageMemoryError",
     "ImageTooLargeError",
     "UnsupportedImageError",
+    "decode_fitted",
     "decode_image",
     "fit_within",
 ]
@@ -131,6 +132,18 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000) -> np.ndarray:
     composited over white). Raises a subclass of :class:`ImageDecodeError`
     whose message is one sentence meant for the visitor.
     """
+    return decode_fitted(data, max_pixels=max_pixels)[0]
+
+
+def decode_fitted(data: bytes, *, max_pixels: int = 40_000_000,
+                  max_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_image`, and the upright original's ``(height, width)``.
+
+    With ``max_side``, an RGB or grayscale picture whose longer side is longer is
+    scaled down (Lanczos, as :func:`fit_within`) before it is converted, so its
+    full-size array is never made (a 40-Mpx PNG: about 130 MB less at the peak).
+    Other modes are converted at full size; pass the result to :func:`fit_within`.
+    """
     if data is None or len(data) == 0:
         raise EmptyImageError(
             "The uploaded file is empty; choose an image file and try again.")
@@ -181,8 +194,17 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000) -> np.ndarray:
             orientation = im.getexif().get(ExifTags.Base.Orientation)
         except Exception:  # unreadable EXIF: keep the pixels as stored
             orientation = None
+        upright = (height, width) if orientation not in (5, 6, 7, 8) else (width, height)
+        picture = im
+        if max_side and max(width, height) > max_side and im.mode in ("RGB", "L"):
+            scale = max_side / max(width, height)
+            try:
+                picture = im.resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                                    Image.Resampling.LANCZOS)
+            except MemoryError:
+                raise _out_of_memory() from None
         try:
-            return orient(pil_to_rgb(im), orientation)
+            return orient(pil_to_rgb(picture), orientation), upright
         except UnsupportedModeError:
             raise UnsupportedImageError(
                 f"This image uses a colour format ({im.mode}) the demo cannot "
