@@ -252,6 +252,24 @@ async def open_app(page, url: str) -> None:
     await page.locator(UPLOADER).wait_for(state="attached", timeout=300_000)
 
 
+def browser_cpu_seconds() -> float:
+    """CPU seconds used so far by every Chromium process on this machine: the hostile
+    visitors' tabs render on the server's cores here, not on their own machines."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0].lower()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if b"chrom" in command.rsplit(b"/", 1)[-1]:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 async def honest_visit(browser, url: str, photo, label: str, pid: int, needles,
                        leaks: dict) -> dict:
     """A new honest session uploads ``photo``: seconds from upload to its results."""
@@ -263,6 +281,7 @@ async def honest_visit(browser, url: str, photo, label: str, pid: int, needles,
         await open_app(page, url)
         open_s = time.perf_counter() - opened
         window = CpuWindow(pid)
+        browser_cpu = browser_cpu_seconds()
         began = time.perf_counter()
         await page.locator(UPLOADER).set_input_files(path)
         outcome = await (await page.wait_for_function(
@@ -271,6 +290,7 @@ async def honest_visit(browser, url: str, photo, label: str, pid: int, needles,
         record = {"seconds": round(seconds, 2), "outcome": outcome,
                   "page_open_s": round(open_s, 2),
                   "server_cores": round(window.cores(), 2),
+                  "browser_cores": round((browser_cpu_seconds() - browser_cpu) / seconds, 2),
                   "told": await page.evaluate("() => window.__told || []")}
         await scan(page, f"honest visitor ({label})", needles, leaks)
     finally:
@@ -507,6 +527,9 @@ def summary(figures: dict, peak: float, log: str, run_s: float, args) -> dict:
         "server_cores_during_honest": {name: figures[name]["server_cores"] for name in
                                        ("alone", "under_train", "under_uploads",
                                         "under_tabs")},
+        "browser_cores_during_honest": {name: figures[name]["browser_cores"] for name in
+                                        ("alone", "under_train", "under_uploads",
+                                         "under_tabs")},
         "server_cores_after_training_press": cores,
         "server_peak_rss_gb": round(peak, 2),
         "server_peak_rss_gb_after": figures["peak_after"],
@@ -587,7 +610,9 @@ def main() -> int:
     for name, seconds in result["honest_under_attack_s"].items():
         print(f"  under the {name} attack: {seconds} s "
               f"({result['honest_over_alone'][name]}x alone; target <= {TARGET_OVER_ALONE}x; "
-              f"{result['honest_under_attack_outcome'][name]})")
+              f"{result['honest_under_attack_outcome'][name]}; server "
+              f"{result['server_cores_during_honest']['under_' + name]} cores, Chromium "
+              f"{result['browser_cores_during_honest']['under_' + name]} cores meanwhile)")
     print(f"  server after the training press: {result['server_cores_after_training_press']} "
           f"cores (target < {TARGET_CORES}); peak RSS {result['server_peak_rss_gb']} GB "
           f"(target < {TARGET_PEAK_GB}; peak after each phase: "

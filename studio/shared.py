@@ -318,8 +318,12 @@ def wait_in_line(services: Services, job, what: str):
 
 
 def standing_text(standing, what: str) -> str:
-    """"2 photos ahead of yours, about 8 s" and its variants."""
+    """"2 photos ahead of yours, about 8 s" and its variants. Past 10 s the estimate
+    moves in steps of 5 s: each change is a message to the browser, and a crowd of
+    waiting tabs redrawing every second takes CPU from the network."""
     seconds = max(1, round(standing.eta_s))
+    if seconds > 10:
+        seconds = 5 * round(seconds / 5)
     if standing.running:
         return f"The network is working on {what} now, about {seconds} s."
     if standing.ahead == 0:

@@ -521,3 +521,12 @@ def test_error_sentence_has_an_id_and_the_log_has_the_same(caplog):
     assert match and "/srv" not in said and "exploded" not in said
     assert any(match.group(1) in record.getMessage() and record.exc_info
                for record in caplog.records)
+
+
+def test_the_estimate_moves_in_steps_of_five_seconds_past_ten():
+    from studio.fair_queue import Standing
+    from studio.shared import standing_text
+    texts_for = [standing_text(Standing(3, False, eta, False), "your photo")
+                 for eta in (4.4, 9.6, 31.0, 33.4, 36.0)]
+    assert [re.search(r"about (\d+) s", t).group(1) for t in texts_for] == \
+        ["4", "10", "30", "35", "35"]
