@@ -58,10 +58,10 @@ def public_mode() -> bool:
 
 
 def apply_error_details() -> None:
-    """Uncaught errors: full details for a developer's own app, none for a public one."""
-    wanted = "none" if public_mode() else "full"
-    if st.get_option("client.showErrorDetails") != wanted:
-        st.set_option("client.showErrorDetails", wanted)
+    """Uncaught errors show no details on a public app; a private app keeps what its
+    configuration says (Streamlit's default: everything)."""
+    if public_mode() and st.get_option("client.showErrorDetails") != "none":
+        st.set_option("client.showErrorDetails", "none")
 
 
 def client_address() -> str | None:

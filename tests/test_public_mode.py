@@ -530,3 +530,22 @@ def test_the_estimate_moves_in_steps_of_five_seconds_past_ten():
                  for eta in (4.4, 9.6, 31.0, 33.4, 36.0)]
     assert [re.search(r"about (\d+) s", t).group(1) for t in texts_for] == \
         ["4", "10", "30", "35", "35"]
+
+
+def test_public_mode_hides_uncaught_error_details_and_private_mode_leaves_them(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from studio.public import guarded
+        guarded(lambda: None)
+
+    before = st.get_option("client.showErrorDetails")
+    try:
+        monkeypatch.delenv("MRCNN_PUBLIC", raising=False)
+        AppTest.from_function(page).run()
+        assert st.get_option("client.showErrorDetails") == before
+        monkeypatch.setenv("MRCNN_PUBLIC", "1")
+        AppTest.from_function(page).run()
+        assert st.get_option("client.showErrorDetails") == "none"
+    finally:
+        st.set_option("client.showErrorDetails", before)
