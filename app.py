@@ -15,11 +15,16 @@ import streamlit as st
 
 from studio.fair_queue import QueueFull
 from studio.inputs_ui import choose, input_area, load_picture
+from studio.public import guarded, public_mode, report_error
 from studio.results_ui import show_results, sidebar_settings, stored_run
 from studio.run_all_ui import run_all_section
-from studio.public import guarded, public_mode, report_error
-from studio.shared import (KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME, ready_services,
-                           service_settings)
+from studio.shared import (
+    KEY_IMAGE,
+    KEY_IMAGE_DIGEST,
+    KEY_IMAGE_NAME,
+    ready_services,
+    service_settings,
+)
 
 PAGE_STYLE = """<style>
 .st-key-samples [data-testid='stImage'] img {aspect-ratio: 1 / 1; object-fit: cover;

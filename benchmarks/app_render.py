@@ -32,13 +32,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from mrcnn.classes import COCO_CLASS_NAMES  # noqa: E402
-from mrcnn.draw.overlay import cutout_from_crop, draw_detections, palette, to_png_bytes  # noqa: E402
-from mrcnn.results import filter_detections, mask_areas  # noqa: E402
-from mrcnn.testing.machine import cpu_name  # noqa: E402
+from mrcnn.classes import COCO_CLASS_NAMES
+from mrcnn.draw.overlay import cutout_from_crop, draw_detections, palette, to_png_bytes
+from mrcnn.results import filter_detections, mask_areas
+from mrcnn.testing.machine import cpu_name
 
 SIDE = 1024
 LOW_THRESHOLD = 0.1

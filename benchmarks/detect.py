@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 
-from mrcnn.testing.machine import cpu_name  # noqa: E402
+from mrcnn.testing.machine import cpu_name
 
 
 def median_time(fn, runs):
@@ -63,8 +63,9 @@ def main():
     crowded = generate_coco_weights(Path(tmp.name) / "crowded.h5", seed=0)
 
     start = time.perf_counter()
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
+
     from mrcnn import CocoConfig
     from mrcnn.model import MaskRCNN
     model = MaskRCNN(CocoConfig())
@@ -84,7 +85,7 @@ def main():
     per_image = {}
     for size in (1, 2, 4):
         model.detect_compact(photos[:size])
-        seconds, _ = median_time(lambda: model.detect_compact(photos[:size]),
+        seconds, _ = median_time(lambda size=size: model.detect_compact(photos[:size]),
                                  max(3, args.runs // size))
         per_image[size] = round(seconds / size, 3)
 

@@ -48,13 +48,12 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mrcnn.classes import class_names_for  # noqa: E402
-from mrcnn.config import config_overrides_of  # noqa: E402
-from mrcnn.retry import RetryPolicy, parse_retry_after  # noqa: E402
-from mrcnn.serve.deployment import make_app, start_local_ray, wait_until_healthy  # noqa: E402
-from mrcnn.serve.protocol import (encode_png, read_token, token_digest,  # noqa: E402
-                                  worth_retrying)
-from mrcnn.testing.compare import detections_difference  # noqa: E402
+from mrcnn.classes import class_names_for
+from mrcnn.config import config_overrides_of
+from mrcnn.retry import RetryPolicy, parse_retry_after
+from mrcnn.serve.deployment import make_app, start_local_ray, wait_until_healthy
+from mrcnn.serve.protocol import encode_png, read_token, token_digest, worth_retrying
+from mrcnn.testing.compare import detections_difference
 
 
 def parse_args(argv=None):

@@ -96,15 +96,16 @@ def main():
               "learning_rate": config.LEARNING_RATE, "batch_size": config.BATCH_SIZE,
               "eval_images": args.eval_images, "detections": scores["detections"],
               "eval_seconds": round(evaluate_seconds, 1), "load_average_at_start": load,
-              "cpu": cpu_name(), "cpus": os.cpu_count(), "overrides": args.set, "weights": str(weights),
-              "config": args.config}
+              "cpu": cpu_name(), "cpus": os.cpu_count(), "overrides": args.set,
+              "weights": str(weights), "config": args.config}
     if args.curve:
         inference = MaskRCNN(config)
         curve = []
         for path, seconds in marks[1:]:
             inference.load_weights(path)
             point = coco_map(inference, eval_set)
-            curve.append({"minutes": round(seconds / 60, 2), "map50_segm": round(point["map50_segm"], 4),
+            curve.append({"minutes": round(seconds / 60, 2),
+                          "map50_segm": round(point["map50_segm"], 4),
                           "map50_bbox": round(point["map50_bbox"], 4)})
             print(json.dumps(curve[-1]), flush=True)
         result["curve"] = curve

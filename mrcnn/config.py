@@ -55,7 +55,8 @@ class Config:
     USE_MINI_MASK = True
     # (height, width) of a mini-mask.
     MINI_MASK_SHAPE = (56, 56)
-    # How images are resized: "square" (pad to IMAGE_MAX_DIM squared), "pad64", "none" or "crop" (training).
+    # How images are resized: "square" (pad to IMAGE_MAX_DIM squared), "pad64", "none" or
+    # "crop" (training).
     IMAGE_RESIZE_MODE = "square"
     # The shorter side is scaled up to at least this many pixels...
     IMAGE_MIN_DIM = 800

@@ -70,7 +70,8 @@ class FoldedNetwork:
             rpn[0:2], rpn[2:4], rpn[4:6])
         conv1, bn1 = _inner(layer("mrcnn_class_conv1")), _inner(layer("mrcnn_class_bn1"))
         kernel, bias = _fold(conv1, bn1)
-        arrays["mrcnn_class_conv1"] = (kernel.reshape(-1, kernel.shape[-1]), bias)  # 7x7 valid == matmul
+        # 7x7 valid == matmul
+        arrays["mrcnn_class_conv1"] = (kernel.reshape(-1, kernel.shape[-1]), bias)
         kernel, bias = _fold(_inner(layer("mrcnn_class_conv2")), _inner(layer("mrcnn_class_bn2")))
         arrays["mrcnn_class_conv2"] = (kernel.reshape(-1, kernel.shape[-1]), bias)
         arrays["mrcnn_class_logits"] = _plain(_inner(layer("mrcnn_class_logits")))

@@ -30,8 +30,8 @@ import numpy as np
 
 from mrcnn.anchors import backbone_shapes, denorm_boxes, norm_boxes
 from mrcnn.classes import class_name, class_names_for
-from mrcnn.pixels import to_rgb_array
 from mrcnn.molding import unmold_boxes, unmold_detections
+from mrcnn.pixels import to_rgb_array
 
 # The explanations stay importable from here, where they lived first.
 __all__ = ["FEATURE_NAMES", "HEAD_MAPS", "TRAINING_POSITIVE_IOU", "Intermediates",
@@ -168,6 +168,7 @@ def compute_intermediates(model, image) -> Intermediates:
     ``model.detect([image])[0]`` for the model's config.
     """
     import tensorflow as tf
+
     from mrcnn.box_ops import apply_box_deltas, clip_boxes
 
     cfg = model.config

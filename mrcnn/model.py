@@ -123,12 +123,14 @@ class MaskRCNN:
         _, class_probs, class_deltas = heads.classifier(proposals, image_meta, mrcnn_maps)
         detections = DetectionLayer(cfg, name="mrcnn_detection")(
             proposals, class_probs, class_deltas, image_meta)
-        detection_boxes = keras.layers.Lambda(lambda d: d[..., :4], name="detection_boxes")(detections)
+        detection_boxes = keras.layers.Lambda(lambda d: d[..., :4],
+                                              name="detection_boxes")(detections)
         masks = heads.mask(detection_boxes, image_meta, mrcnn_maps)
 
         inputs = [image, image_meta, anchors]
         self.keras_model = keras.Model(
-            inputs, [detections, class_probs, class_deltas, masks, proposals, rpn_probs, rpn_deltas],
+            inputs,
+            [detections, class_probs, class_deltas, masks, proposals, rpn_probs, rpn_deltas],
             name="mask_rcnn")
         self.feature_maps = {"C2": c2, "C3": c3, "C4": c4, "C5": c5,
                              "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6}

@@ -153,7 +153,7 @@ def _strip_converter(im: Image.Image):
         return lambda strip: _gray_to_rgb(_float_to_uint8(np.asarray(strip), lo, hi))
     try:   # CMYK, YCbCr, LAB, HSV, ...: Pillow's own 8-bit converters
         im.crop((0, 0, 1, 1)).convert("RGB")
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever Pillow's converter raises: unsupported
         raise UnsupportedModeError(mode) from None
     return lambda strip: np.asarray(strip.convert("RGB"))
 

@@ -15,8 +15,8 @@ from functools import cached_property
 import numpy as np
 from pycocotools import mask as mask_utils
 
-__all__ = ["PER_DETECTION_KEYS", "PROVENANCE_KEYS", "CompactMasks", "empty_result", "filter_detections",
-           "kept_indices", "mask_areas", "num_detections", "take_masks"]
+__all__ = ["PER_DETECTION_KEYS", "PROVENANCE_KEYS", "CompactMasks", "empty_result",
+           "filter_detections", "kept_indices", "mask_areas", "num_detections", "take_masks"]
 
 #: Keys whose arrays have one entry per detection along axis 0.
 PER_DETECTION_KEYS = ("rois", "class_ids", "scores")
@@ -130,12 +130,12 @@ class CompactMasks:
 
     # ------------------------------------------------------------ building
     @classmethod
-    def from_crops(cls, image_shape, windows, crops) -> "CompactMasks":
+    def from_crops(cls, image_shape, windows, crops) -> CompactMasks:
         """From bool crops, ``crops[i]`` of shape ``(y2 - y1, x2 - x1)`` of ``windows[i]``."""
         return cls(image_shape, windows, [_encode(c) for c in crops])
 
     @classmethod
-    def from_full(cls, masks) -> "CompactMasks":
+    def from_full(cls, masks) -> CompactMasks:
         """From an ``(H, W, N)`` stack: each mask cropped to its own bounding rectangle."""
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 3:
@@ -143,7 +143,7 @@ class CompactMasks:
         return cls.from_masks(masks.shape[:2], (masks[:, :, i] for i in range(masks.shape[2])))
 
     @classmethod
-    def from_masks(cls, image_shape, masks) -> "CompactMasks":
+    def from_masks(cls, image_shape, masks) -> CompactMasks:
         """From full-size ``(H, W)`` masks, one at a time (only one is expanded at once)."""
         windows, crops = [], []
         for mask in masks:
@@ -162,7 +162,7 @@ class CompactMasks:
         return cls.from_crops(image_shape, windows, crops)
 
     @classmethod
-    def empty(cls, image_shape) -> "CompactMasks":
+    def empty(cls, image_shape) -> CompactMasks:
         return cls(image_shape, np.zeros((0, 4), np.int32), [])
 
     # ------------------------------------------------------------ reading
@@ -213,7 +213,7 @@ class CompactMasks:
                 out[y1:y2, x1:x2, k] = self.crop(int(i))
         return out
 
-    def take(self, indices) -> "CompactMasks":
+    def take(self, indices) -> CompactMasks:
         """The masks at ``indices``, in that order."""
         indices = np.asarray(indices, np.int64).reshape(-1)
         taken = CompactMasks(self.image_shape, self.windows[indices],

@@ -34,7 +34,7 @@ class RetryPolicy:
             return max(0.0, float(retry_after))
         return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
 
-    def begin(self) -> "Retrying":
+    def begin(self) -> Retrying:
         """Start counting attempts and time for one logical request."""
         return Retrying(self)
 

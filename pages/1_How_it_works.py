@@ -21,12 +21,17 @@ from mrcnn.pixels import to_rgb_array
 from studio.fair_queue import QueueFull
 from studio.lesson_follow_ui import section_follow
 from studio.lesson_heads_ui import iou_explainer, section_heads, section_masks, section_roi_align
-from studio.lesson_network_ui import (section_anchors, section_backbone, section_input,
-                                      section_rpn)
+from studio.lesson_network_ui import section_anchors, section_backbone, section_input, section_rpn
 from studio.lesson_what_if_ui import section_what_if
 from studio.public import guarded, report_error
-from studio.shared import (KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME, ready_services,
-                           run_key, run_through_queue)
+from studio.shared import (
+    KEY_IMAGE,
+    KEY_IMAGE_DIGEST,
+    KEY_IMAGE_NAME,
+    ready_services,
+    run_key,
+    run_through_queue,
+)
 
 st.set_page_config(page_title="How it works · Mask R-CNN Studio", page_icon=":mag:",
                    layout="wide")

@@ -280,7 +280,7 @@ class FairQueue:
     def _claimed(self, job: Job) -> bool:
         """Whether anyone still waits for ``job`` (drops dead and stale claims)."""
         now = self._clock()
-        for session, (slot, detached) in list(job.claims.items()):
+        for session, (_slot, detached) in list(job.claims.items()):
             stale = detached is not None and now - detached > self.grace_s
             if stale or not self._is_alive(session):
                 del job.claims[session]

@@ -80,7 +80,7 @@ def decode_new_uploads(uploads: list, services: Services) -> dict:
                     decoded[key] = future.result()
                 except ImageDecodeError as exc:
                     decoded[key] = str(exc)
-                except Exception:  # noqa: BLE001 - e.g. MemoryError: one sentence, logged
+                except Exception:  # e.g. MemoryError: one sentence, logged
                     logger.exception("Decoding an upload failed")
                     decoded[key] = ("this file could not be opened on the server. Try a "
                                     "smaller or more common image file.")

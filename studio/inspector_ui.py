@@ -128,7 +128,8 @@ def click_targets(masks, kept: np.ndarray, image_shape) -> tuple:
             extra.append((x0 + cols[nearest], y0 + rows[nearest], kept[position]))
     if extra:
         ex, ey, eo = (np.array(v) for v in zip(*extra))
-        xs, ys, owners = np.concatenate([xs, ex]), np.concatenate([ys, ey]), np.concatenate([owners, eo])
+        xs, ys = np.concatenate([xs, ex]), np.concatenate([ys, ey])
+        owners = np.concatenate([owners, eo])
     return xs, ys, owners
 
 
@@ -198,7 +199,8 @@ def object_card(image, run, index: int, shown: dict, kept: np.ndarray, class_nam
             cells = st.columns(3)
             cells[0].metric("Score", f"{score:.3f}")
             cells[1].metric("Mask area", f"{area:,} px")
-            cells[2].metric("Of the image", f"{100.0 * area / (image.shape[0] * image.shape[1]):.2f} %")
+            share = 100.0 * area / (image.shape[0] * image.shape[1])
+            cells[2].metric("Of the image", f"{share:.2f} %")
             st.markdown(f"**Box** (x1, y1, x2, y2): {x1}, {y1}, {x2}, {y2} · "
                         f"{x2 - x1} × {y2 - y1} px")
             probabilities = result.get("class_probs")
@@ -216,8 +218,9 @@ def object_card(image, run, index: int, shown: dict, kept: np.ndarray, class_nam
                    "class_ids": result["class_ids"][index:index + 1],
                    "scores": result["scores"][index:index + 1], "masks": masks.take([index])}
             with st.container(horizontal=True):
+                cutout_name = cutout_filename(position, len(kept), name, score)
                 st.download_button("Cut-out (PNG)", data=run.cutout_png(image, index),
-                                   file_name=f"{stem}_{cutout_filename(position, len(kept), name, score)}",
+                                   file_name=f"{stem}_{cutout_name}",
                                    mime="image/png", on_click="ignore", key="card_cutout",
                                    icon=":material/download:")
                 st.download_button("Mask (PNG)", data=to_png_bytes(full),

@@ -7,10 +7,16 @@ import streamlit as st
 from mrcnn import explain
 from mrcnn import intermediates as stages
 from mrcnn.draw import figures as fig
-
 from mrcnn.draw.overlay import draw_detections, palette
-from studio.lesson_network_ui import (LEVEL_COLOURS, SUPPRESSED, WHITE, fmt_box, frame,
-                                      shapes_line, to_display)
+from studio.lesson_network_ui import (
+    LEVEL_COLOURS,
+    SUPPRESSED,
+    WHITE,
+    fmt_box,
+    frame,
+    shapes_line,
+    to_display,
+)
 
 
 @st.fragment

@@ -27,8 +27,15 @@ from mrcnn.export.coco import coco_results
 from mrcnn.results import PER_DETECTION_KEYS, PROVENANCE_KEYS, kept_indices
 from mrcnn.serve.backends import DetectionReport
 from studio.exports_ui import annotation_exports
-from studio.inspector_ui import (TABLE_KEY, choose, clickable_overlay, highlighted, inspected,
-                                 figure_height, object_card)
+from studio.inspector_ui import (
+    TABLE_KEY,
+    choose,
+    clickable_overlay,
+    figure_height,
+    highlighted,
+    inspected,
+    object_card,
+)
 from studio.public import public_mode
 from studio.shared import Services, run_key, run_through_queue
 
@@ -331,7 +338,8 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
     with right:
         clickable_overlay(highlighted(annotated, shown["masks"], position), shown, kept,
                           class_names,
-                          f"{count} object{'s' * (count != 1)} at confidence ≥ {view.min_score:.2f}")
+                          f"{count} object{'s' * (count != 1)} at confidence "
+                          f"≥ {view.min_score:.2f}")
 
     # Downloads build their files only when clicked (and never rerun the page).
     with st.container(horizontal=True, key="downloads"):

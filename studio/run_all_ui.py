@@ -24,11 +24,17 @@ from mrcnn.draw.overlay import draw_detections, to_png_bytes
 from mrcnn.export.annotations import write_annotations
 from mrcnn.export.bundle import write_detections
 from mrcnn.export.coco import coco_results
-from studio.inputs_ui import Picture, load_picture
-from studio.results_ui import (RunSettings, StoredRun, ViewSettings, file_stem, object_colours,
-                               shown_detections)
 from studio.exports_ui import annotation_choices
 from studio.fair_queue import QueueFull
+from studio.inputs_ui import Picture, load_picture
+from studio.results_ui import (
+    RunSettings,
+    StoredRun,
+    ViewSettings,
+    file_stem,
+    object_colours,
+    shown_detections,
+)
 from studio.shared import Services, client_address, logger, run_key, session_id, wait_in_line
 
 

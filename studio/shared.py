@@ -10,7 +10,8 @@ from __future__ import annotations
 import gc
 import logging
 import uuid
-from concurrent.futures import CancelledError, TimeoutError as FutureTimeout
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ class Limits:
     public: bool = False       # MRCNN_PUBLIC
 
     @classmethod
-    def read(cls) -> "Limits":
+    def read(cls) -> Limits:
         public = public_mode()
         batch = setting("MRCNN_QUEUE_BATCH")
         return cls(run_all_images=_int_setting("MRCNN_MAX_RUN_ALL", 10 if public else 20),
@@ -188,7 +189,7 @@ def _services(weights_path: str, url: str | None, token: str | None, config_path
     config = config_from_path(config_path)
 
     def load():
-        from mrcnn.model import shared_model   # one model object per process
+        from mrcnn.model import shared_model  # one model object per process
         return shared_model(weights_path, config)
 
     backend = make_backend(model_loader=load, url=url, token=token)
@@ -246,7 +247,7 @@ def ready_services(need_local_model: bool = False,
     config_path = str(setting(CONFIG_ENV, DEFAULT_CONFIG))
     try:
         return _services(str(path), url, token, config_path, Limits.read())
-    except Exception:  # noqa: BLE001 - a page must not die on a bad file or service
+    except Exception:  # a page must not die on a bad file or service
         logger.exception("The model could not be started")
         st.error("The model could not be started on this server. Its operator can find the "
                  "reason in the server's log; replace the weights file or fix the "

@@ -37,7 +37,7 @@ class _Download:
             weights_module.download_weights(self.path, progress=self._progress)
         except weights_module.WeightsError as exc:
             self.error = str(exc)
-        except Exception:  # noqa: BLE001 - shown as one sentence, logged in full
+        except Exception:  # shown as one sentence, logged in full
             logger.exception("Downloading the weights failed")
             self.error = "The download failed; the server's log says why. Try again."
         finally:

@@ -43,7 +43,8 @@ def small_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def photos():
-    """Real photos shipped with scikit-image: astronaut (512x512), chelsea (300x451), coffee (400x600)."""
+    """Real photos shipped with scikit-image: astronaut (512x512), chelsea (300x451),
+    coffee (400x600)."""
     import skimage.data
     return {"astronaut": skimage.data.astronaut(), "chelsea": skimage.data.chelsea(),
             "coffee": skimage.data.coffee()}

@@ -128,6 +128,7 @@ def test_three_visitors_at_once_see_their_place_in_line_and_their_own_results(
     is in the network the second visitor is told its place, and each gets its own photo's
     results (its own image size in the caption)."""
     import re
+
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
@@ -173,10 +174,11 @@ def test_click_an_object_see_its_card_and_take_its_annotations_to_yolo_and_coco(
     supervision."""
     import re
     import zipfile
+
+    import supervision as sv
     from PIL import Image
     from playwright.sync_api import sync_playwright
     from pycocotools.coco import COCO
-    import supervision as sv
 
     photo = tmp_path / "chelsea.jpg"
     Image.fromarray(photos["chelsea"]).save(photo, quality=92)

@@ -108,7 +108,8 @@ def test_coco_results_loadable_by_pycocotools():
 def test_coco_results_custom_mapping_and_errors():
     result = make_result()
     mapping = {12: 7, 80: 8, 1: 9}
-    assert [d["category_id"] for d in coco_results(result, class_ids_to_category=mapping)] == [7, 8, 9]
+    results = coco_results(result, class_ids_to_category=mapping)
+    assert [d["category_id"] for d in results] == [7, 8, 9]
     result["class_ids"] = np.array([0, 80, 1], np.int32)  # background has no category
     with pytest.raises(ValueError):
         coco_results(result)

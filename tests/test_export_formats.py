@@ -17,12 +17,13 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from skimage.draw import disk, ellipse, polygon as fill_polygon
+from skimage.draw import disk, ellipse
+from skimage.draw import polygon as fill_polygon
 
 from mrcnn.classes import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from mrcnn.export import polygons as polygons_module
 from mrcnn.export.annotations import FORMATS, IMAGES_DIR, annotations_zip
 from mrcnn.export.polygons import DEFAULT_TOLERANCE, POLYGON_RULE, mask_outline
-from mrcnn.export import polygons as polygons_module
 from mrcnn.results import CompactMasks
 
 with warnings.catch_warnings():  # supervision warns once that OpenCV is absent
@@ -389,6 +390,7 @@ def test_only_ticked_formats_are_written():
 
 def _exports_page():
     import numpy as np
+
     from mrcnn.classes import COCO_CLASS_NAMES
     from mrcnn.results import empty_result
     from studio.exports_ui import annotation_exports

@@ -1,4 +1,5 @@
-"""``mrcnn.intermediates``: one run's stages as numpy, checked against the engine and numpy references.
+"""``mrcnn.intermediates``: one run's stages as numpy, checked against the engine and numpy
+references.
 
 The references here are written from the reference's stated semantics
 (/work/shared/maskrcnn/README.md), not by calling the code under test.
@@ -124,8 +125,8 @@ def test_proposals_are_the_nms_survivors_of_the_best_anchors(astronaut_run, smal
 
 def test_unsaturated_proposal_count(small_model, photos):
     """A config whose proposal cap is not reached, so the count is really counted."""
-    from mrcnn.testing.configs import small_config
     from mrcnn.model import MaskRCNN
+    from mrcnn.testing.configs import small_config
     model = MaskRCNN(small_config(PRE_NMS_LIMIT=300, POST_NMS_ROIS_INFERENCE=1000,
                                   DETECTION_MAX_INSTANCES=100))
     model.load_weights(small_model.weights_path)
@@ -178,7 +179,8 @@ def test_crops_are_7x7_and_14x14_from_the_assigned_level(astronaut_run, small_mo
 def test_detections_equal_detect(astronaut_run, small_model, photos):
     assert_same_result(astronaut_run, small_model.detect([photos["astronaut"]])[0])
     chelsea = photos["chelsea"]                      # not square: a real window
-    assert_same_result(compute_intermediates(small_model, chelsea), small_model.detect([chelsea])[0])
+    assert_same_result(compute_intermediates(small_model, chelsea),
+                       small_model.detect([chelsea])[0])
 
 
 def test_per_roi_scores_boxes_and_numpy_selection_reproduce_the_detections(astronaut_run):

@@ -10,8 +10,12 @@ import pytest
 from mrcnn import COCO_CLASS_NAMES, CocoConfig
 from mrcnn.testing.synthetic_weights import MANIFEST_PATH as MANIFEST
 from mrcnn.testing.synthetic_weights import generate_coco_weights
-from mrcnn.weights.keras_h5 import (WeightsMismatchError, model_weighted_layers, read_h5_weights,
-                                    write_keras2_weights)
+from mrcnn.weights.keras_h5 import (
+    WeightsMismatchError,
+    model_weighted_layers,
+    read_h5_weights,
+    write_keras2_weights,
+)
 
 MANIFEST_DATA = json.loads(MANIFEST.read_text())
 
@@ -23,7 +27,7 @@ def test_model_layers_match_the_published_manifest(coco_model):
     for name, layer in layers.items():
         shapes = [tuple(w["shape"]) for w in expected[name]["weights"]]
         assert [tuple(v.shape) for v in layer.weights] == shapes, name
-    params = sum(int(np.prod(v.shape)) for l in layers.values() for v in l.weights)
+    params = sum(int(np.prod(v.shape)) for layer in layers.values() for v in layer.weights)
     assert params == MANIFEST_DATA["num_parameters"] == 64_158_584
 
 
@@ -86,7 +90,8 @@ def test_detect_on_real_photos(coco_model, photos):
         for i in range(n):
             ys, xs = np.nonzero(result["masks"][:, :, i])
             if len(ys):
-                assert ys.min() >= y1[i] and ys.max() < y2[i] and xs.min() >= x1[i] and xs.max() < x2[i]
+                assert (ys.min() >= y1[i] and ys.max() < y2[i]
+                        and xs.min() >= x1[i] and xs.max() < x2[i])
     assert coco_model.last_timings.input_shape == (1024, 1024)
 
 
@@ -94,6 +99,7 @@ def test_compact_masks_are_detects_masks_in_a_few_megabytes(coco_model, photos):
     """A 1024-px photo with all 100 detection slots filled: detect_compact() keeps the
     masks in <= 10 MB (detect()'s (H, W, N) stack is 100 MB) and they are the same pixels."""
     from PIL import Image
+
     from mrcnn.molding import unmold_detections, unmold_detections_compact
     image = np.asarray(Image.fromarray(photos["astronaut"]).resize((1024, 1024)))
     outputs = coco_model.forward([image], DETECTION_MIN_CONFIDENCE=0.1)
@@ -120,7 +126,8 @@ def test_grayscale_and_rgba_arrays_are_converted(coco_model, photos):
     np.testing.assert_array_equal(from_gray["rois"], from_rgb["rois"])
     rgba = np.dstack([photos["coffee"], np.full(photos["coffee"].shape[:2], 255, np.uint8)])
     from_rgba = coco_model.detect([rgba])[0]
-    np.testing.assert_array_equal(from_rgba["rois"], coco_model.detect([photos["coffee"]])[0]["rois"])
+    np.testing.assert_array_equal(from_rgba["rois"],
+                                  coco_model.detect([photos["coffee"]])[0]["rois"])
 
 
 def test_no_retracing_across_calls_and_sizes(coco_model, photos):
@@ -154,12 +161,14 @@ def test_missing_layer_is_named_and_nothing_is_loaded(small_model, tmp_path):
     before = small_model.keras_model.get_layer("conv1").weights[0].numpy().copy()
     with pytest.raises(WeightsMismatchError, match="missing from the file: fpn_p3"):
         small_model.load_weights(path)
-    np.testing.assert_array_equal(small_model.keras_model.get_layer("conv1").weights[0].numpy(), before)
+    np.testing.assert_array_equal(
+        small_model.keras_model.get_layer("conv1").weights[0].numpy(), before)
 
 
 def test_wrong_shape_is_named(small_model, tmp_path):
     path = _copy_without(small_model.weights_path, tmp_path / "shape.h5", reshape="mrcnn_mask")
-    with pytest.raises(WeightsMismatchError, match=r"layer mrcnn_mask, weight .*expects shape \(1, 1, 256, 4\)"):
+    with pytest.raises(WeightsMismatchError,
+                       match=r"layer mrcnn_mask, weight .*expects shape \(1, 1, 256, 4\)"):
         small_model.load_weights(path)
 
 

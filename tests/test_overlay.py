@@ -7,8 +7,14 @@ from PIL import Image
 from skimage.segmentation import find_boundaries
 
 from mrcnn import COCO_CLASS_NAMES
-from mrcnn.draw.overlay import (cutout, draw_detections, inner_boundary, label_text, palette,
-                                to_png_bytes)
+from mrcnn.draw.overlay import (
+    cutout,
+    draw_detections,
+    inner_boundary,
+    label_text,
+    palette,
+    to_png_bytes,
+)
 from mrcnn.results import filter_detections, mask_areas
 
 H, W = 60, 80

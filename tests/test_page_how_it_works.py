@@ -187,6 +187,7 @@ def test_missing_weights_file_is_explained(tmp_path, monkeypatch):
 
 def test_browser_shows_every_section_without_an_error(coco_weights, tmp_path):
     from playwright.sync_api import sync_playwright
+
     from mrcnn.testing.browser import grow_to_content, launch_chromium, streamlit_app
 
     with streamlit_app({"MRCNN_WEIGHTS": str(coco_weights), "MRCNN_SERVE_URL": None},
@@ -215,7 +216,9 @@ def test_the_page_runs_through_the_main_pages_backend_and_queue(page_env, photos
     """Both pages submit to one FairQueue per process (one line for every network run),
     which runs the same backend's model."""
     import io
+
     from PIL import Image
+
     from studio.fair_queue import FairQueue
     submitted = []
     real_submit = FairQueue.submit

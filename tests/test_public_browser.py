@@ -173,7 +173,7 @@ def test_export_panel_stays_open_while_formats_are_ticked(server, tmp_path):
           f" pictures by window width: {boxes}")
     # The annotated picture beside the original: same top, same height, in a column
     # narrower than the figure's 640 px (1440) and in a wider one (1920).
-    for window, measured in boxes.items():
+    for _window, measured in boxes.items():
         original, annotated = measured["original"], measured["annotated"]
         assert abs(original["top"] - annotated["top"]) <= ALIGNMENT_SLACK_PX, measured
         assert abs(original["height"] - annotated["height"]) <= ALIGNMENT_SLACK_PX, measured

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from mrcnn.retry import RetryPolicy, Retrying, parse_retry_after
+from mrcnn.retry import Retrying, RetryPolicy, parse_retry_after
 from mrcnn.serve.client import ServeClient, ServeError
 from mrcnn.serve.protocol import REPLICA_HEADER
 

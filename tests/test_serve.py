@@ -63,7 +63,9 @@ def _serve_schema():
 def _check_application(app_config: dict):
     """The application builds from its arguments, as Serve builds it (one argument)."""
     import inspect
+
     from ray.serve.deployment import Application
+
     from mrcnn.serve import build_app
     assert app_config["import_path"] == "mrcnn.serve:build_app"
     assert len(inspect.signature(build_app).parameters) == 1
@@ -589,6 +591,7 @@ def test_page_through_MRCNN_SERVE_URL_shows_the_in_process_detections(service, s
                                                                       photos, monkeypatch):
     """The Streamlit page itself, switched to the service, says so and shows the same objects."""
     from streamlit.testing.v1 import AppTest
+
     from mrcnn.results import filter_detections
 
     monkeypatch.setenv("MRCNN_SERVE_URL", service)

@@ -390,6 +390,7 @@ def random_boxes(rng, n, low=-0.2, high=1.2, min_size=1e-3):
 
 def test_apply_box_deltas_is_bit_exact_in_reference_order():
     import tensorflow as tf
+
     from mrcnn.box_ops import apply_box_deltas
 
     rng = np.random.default_rng(0)
@@ -419,6 +420,7 @@ def test_apply_box_deltas_is_bit_exact_in_reference_order():
 
 def test_clip_boxes_matches_reference():
     import tensorflow as tf
+
     from mrcnn.box_ops import clip_boxes
 
     rng = np.random.default_rng(1)
@@ -432,6 +434,7 @@ def test_clip_boxes_matches_reference():
 
 def test_encode_then_decode_round_trip():
     import tensorflow as tf
+
     from mrcnn.box_ops import apply_box_deltas
 
     rng = np.random.default_rng(2)
@@ -450,6 +453,7 @@ def test_encode_then_decode_round_trip():
 
 def test_norm_window_matches_norm_boxes_semantics():
     import tensorflow as tf
+
     from mrcnn.box_ops import norm_window
 
     window = np.array([[42, 0, 213, 256], [0, 170, 1024, 853]], f32)
@@ -467,6 +471,7 @@ def test_norm_window_matches_norm_boxes_semantics():
 def run_proposal_layer(probs, deltas, anchors, count, threshold, pre_nms_limit,
                        std=(0.1, 0.1, 0.2, 0.2)):
     import tensorflow as tf
+
     from mrcnn.layers import ProposalLayer
     layer = ProposalLayer(proposal_count=count, nms_threshold=threshold,
                           pre_nms_limit=pre_nms_limit, rpn_bbox_std_dev=np.array(std))
@@ -624,6 +629,7 @@ def side_at_raw_level(raw_target, image_area, log):
 
 def port_levels(boxes, image_area):
     import tensorflow as tf
+
     from mrcnn.box_ops import roi_pyramid_level
     return roi_pyramid_level(tf.constant(boxes, tf.float32),
                              tf.constant(image_area, tf.float32)).numpy()
@@ -696,6 +702,7 @@ def pyramid_case(seed, crop):
 @pytest.mark.parametrize("crop", [7, 14])
 def test_pyramid_roi_align_matches_reference(crop):
     import tensorflow as tf
+
     from mrcnn.layers import PyramidROIAlign
 
     maps, boxes = pyramid_case(6, crop)

@@ -9,10 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.transform
+from test_stages import (
+    clip_reference,
+    decode_reference,
+    iou_reference,
+    nms_reference,
+    proposals_reference,
+    side_at_raw_level,
+    tf_log,
+)
 
 from mrcnn.testing.configs import small_config
-from test_stages import (clip_reference, decode_reference, iou_reference, nms_reference,
-                         proposals_reference, side_at_raw_level, tf_log)
 
 f32 = np.float32
 STD = np.array([0.1, 0.1, 0.2, 0.2])
@@ -93,6 +100,7 @@ def meta_for(image_hw, windows, num_classes=4):
 
 def run_detection_layer(config, rois, probs, deltas, meta):
     import tensorflow as tf
+
     from mrcnn.layers import DetectionLayer
     return np.asarray(DetectionLayer(config)(
         tf.constant(rois, tf.float32), tf.constant(probs, tf.float32),
@@ -102,6 +110,7 @@ def run_detection_layer(config, rois, probs, deltas, meta):
 def run_detect_batch(rois, probs, deltas, meta, min_confidence, nms_threshold, max_instances):
     """The run-time path of detect(): thresholds and the cap are tensors."""
     import tensorflow as tf
+
     from mrcnn.layers import detect_batch
     return detect_batch(tf.constant(rois, tf.float32), tf.constant(probs, tf.float32),
                         tf.constant(deltas, tf.float32), tf.constant(meta, tf.float32),
@@ -413,6 +422,7 @@ def test_detect_pipeline_matches_the_reference_graph(small_model, images):
     tensors: its proposals from its RPN outputs, its detections from its classifier.
     """
     import tensorflow as tf
+
     from mrcnn.anchors import get_anchors
 
     model = small_model
@@ -497,13 +507,15 @@ def test_mask_levels_are_computed_over_all_detection_slots(small_model):
     detect() pools only the real detections but must assign levels over all slots.
     """
     import tensorflow as tf
+
     from mrcnn.layers import PyramidROIAlign
 
     area = 256 * 256
     side = side_at_raw_level(-0.5, area, tf_log)       # raw level -0.5 in a SIMD packet
     rng = np.random.default_rng(40)
     maps = [tf.constant(rng.standard_normal((1, s, s, 256)).astype(f32)) for s in (64, 32, 16, 8)]
-    meta = tf.constant(meta_for((256, 256), [[0, 0, 256, 256]], num_classes=small_model.config.NUM_CLASSES))
+    meta = tf.constant(meta_for((256, 256), [[0, 0, 256, 256]],
+                                num_classes=small_model.config.NUM_CLASSES))
     boxes = np.array([[[0.1, 0.1, 0.5, 0.6]] * 8 + [[0, 0, side, side]]], f32)   # 9 detections
     slots = np.concatenate([boxes, np.zeros((1, 11, 4), f32)], axis=1)            # 20 slots
     layer = PyramidROIAlign((14, 14))

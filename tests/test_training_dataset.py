@@ -153,7 +153,8 @@ def test_shapes_are_seeded_non_touching_and_classed_in_order():
         assert (background == background[0]).all()
         for i, class_id in enumerate(class_ids):
             region = masks[:, :, i]
-            fill = region.sum() / (np.ptp(np.nonzero(region)[0]) + 1) / (np.ptp(np.nonzero(region)[1]) + 1)
+            rows, cols = np.nonzero(region)
+            fill = region.sum() / (np.ptp(rows) + 1) / (np.ptp(cols) + 1)
             expected = {1: (0.95, 1.0), 2: (0.72, 0.85), 3: (0.42, 0.62)}[int(class_id)]
             assert expected[0] <= fill <= expected[1], (seed, class_id, fill)
             assert (image[region] == image[region][0]).all()

@@ -168,7 +168,8 @@ def test_train_bn_trains_backbone_statistics_and_measures_them_exactly(restored)
         after = values_of(model)
     finally:
         config.TRAIN_BN = False
-    assert not np.array_equal(after["bn2a_branch2a/moving_mean"], before["bn2a_branch2a/moving_mean"])
+    assert not np.array_equal(after["bn2a_branch2a/moving_mean"],
+                              before["bn2a_branch2a/moving_mean"])
     for path in before:                       # the heads' BatchNorm keeps its statistics
         if path.startswith("mrcnn_") and path.endswith(("moving_mean", "moving_variance")):
             np.testing.assert_array_equal(after[path], before[path], err_msg=path)

@@ -13,7 +13,6 @@ from mrcnn.training.losses import LOSS_NAMES
 from studio.training_run import KEEP_RUNS, RunInProgress, RunSpec, TrainingRun, new_run_folder
 
 
-
 def tiny(**changes) -> RunSpec:
     return RunSpec(**{"layers": "all", "epochs": 50, "steps_per_epoch": 2,
                       "config_overrides": TINY_SHAPES, **changes})

@@ -46,7 +46,8 @@ def iou_one(a, b):
 
 
 def iou_matrix(boxes1, boxes2):
-    return np.array([[iou_one(a, b) for b in boxes2] for a in boxes1]).reshape(len(boxes1), len(boxes2))
+    return np.array([[iou_one(a, b) for b in boxes2]
+                     for a in boxes1]).reshape(len(boxes1), len(boxes2))
 
 
 def deltas_reference(box, gt):

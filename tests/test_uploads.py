@@ -7,9 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from mrcnn.inputs.uploads import (SUPPORTED_EXTENSIONS, CorruptImageError, EmptyImageError,
-                                  ImageDecodeError, ImageTooLargeError, UnsupportedImageError,
-                                  decode_image, fit_within)
+from mrcnn.inputs.uploads import (
+    SUPPORTED_EXTENSIONS,
+    CorruptImageError,
+    EmptyImageError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+    decode_image,
+    fit_within,
+)
 from mrcnn.pixels import to_rgb_array
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)

@@ -30,7 +30,8 @@ CHUNK = 64 * 1024
 
 class _State:
     def __init__(self):
-        self.mode = "normal"  # normal | cut_first | 404 | ignore_range | 416_first | slow | too_long
+        # normal | cut_first | 404 | ignore_range | 416_first | slow | too_long
+        self.mode = "normal"
         self.requests = []    # (path, Range header or None) per request
         self.lock = threading.Lock()
 

@@ -29,8 +29,12 @@ import numpy as np
 from PIL import Image
 
 from mrcnn.classes import category_ids_for
-from mrcnn.export.coco_instances import (coco_annotations, coco_categories,
-                                         coco_image_entry, coco_instances_document)
+from mrcnn.export.coco_instances import (
+    coco_annotations,
+    coco_categories,
+    coco_image_entry,
+    coco_instances_document,
+)
 from mrcnn.export.labelme import labelme_document
 from mrcnn.export.polygons import DEFAULT_TOLERANCE, POLYGON_RULE, object_shapes
 from mrcnn.export.voc import voc_annotation_xml, voc_label_pngs, voc_labelmap

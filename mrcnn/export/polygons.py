@@ -20,8 +20,9 @@ so a ring with slits fills correctly under both the even-odd and the non-zero ru
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial import cKDTree

@@ -16,8 +16,8 @@ the Middlebury 2014 stereo benchmark but states no licence).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

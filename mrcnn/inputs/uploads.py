@@ -16,10 +16,18 @@ import warnings
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
+
+# isort: split
 # Register the plugins we open explicitly: ``Image.open(formats=...)`` only
 # finds formats whose plugin has been imported.
-from PIL import (BmpImagePlugin, GifImagePlugin, JpegImagePlugin,  # noqa: F401
-                 MpoImagePlugin, PngImagePlugin, TiffImagePlugin)
+from PIL import (  # noqa: F401
+    BmpImagePlugin,
+    GifImagePlugin,
+    JpegImagePlugin,
+    MpoImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+)
 
 from mrcnn.pixels import UnsupportedModeError, orient, pil_to_rgb, to_rgb_array
 
@@ -168,7 +176,7 @@ def decode_fitted(data: bytes, *, max_pixels: int = 40_000_000,
             raise UnsupportedImageError(
                 "This file is not an image this demo can read; please upload "
                 f"a {_EXPECTED} image.") from None
-        except Exception:  # a plugin choking on a damaged header
+        except Exception:  # noqa: BLE001 - a plugin choking on a damaged header may raise anything
             if _looks_supported(data):
                 raise _corrupt() from None
             raise UnsupportedImageError(
@@ -188,11 +196,11 @@ def decode_fitted(data: bytes, *, max_pixels: int = 40_000_000,
             raise _too_large(width, height, pixels, limit) from None
         except MemoryError:
             raise _out_of_memory() from None
-        except Exception:  # OSError, SyntaxError, EOFError, zlib.error, ...
+        except Exception:  # noqa: BLE001 - OSError, SyntaxError, EOFError, zlib.error, ...
             raise _corrupt() from None
         try:
             orientation = im.getexif().get(ExifTags.Base.Orientation)
-        except Exception:  # unreadable EXIF: keep the pixels as stored
+        except Exception:  # noqa: BLE001 - unreadable EXIF, whatever the error: keep the pixels
             orientation = None
         upright = (height, width) if orientation not in (5, 6, 7, 8) else (width, height)
         picture = im

@@ -17,8 +17,13 @@ from typing import Protocol
 
 from mrcnn.retry import RetryPolicy
 from mrcnn.serve.client import ServeClient
-from mrcnn.serve.protocol import (MODEL_STEPS, URL_ENV, decode_detections, encode_png,
-                                  query_parameters)
+from mrcnn.serve.protocol import (
+    MODEL_STEPS,
+    URL_ENV,
+    decode_detections,
+    encode_png,
+    query_parameters,
+)
 
 __all__ = ["Backend", "DetectionReport", "InProcessBackend", "ServedBackend", "make_backend",
            "serve_url"]
@@ -28,7 +33,7 @@ __all__ = ["Backend", "DetectionReport", "InProcessBackend", "ServedBackend", "m
 class DetectionReport:
     """One image's detections plus what the page shows about how they were made."""
     result: dict                     # rois, class_ids, scores, masks (CompactMasks)
-    timings: dict                    # seconds per step, e.g. {"mold":..., "network":..., "masks":...}
+    timings: dict                    # seconds per step: {"mold":..., "network":..., "masks":...}
     input_shape: tuple = ()          # (h, w) the network saw
     device: str = ""
     backend: str = ""                # "in-process" or the service URL
@@ -72,7 +77,7 @@ class ServedBackend:
     """
 
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 120.0,
-                 retry: RetryPolicy = RetryPolicy()):
+                 retry: RetryPolicy = RetryPolicy()):  # noqa: B008 - immutable
         self.client = ServeClient(url, token=token, timeout_s=timeout_s, retry=retry)
         self.name = self.client.url
 

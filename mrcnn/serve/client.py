@@ -47,7 +47,7 @@ class ServeClient:
     """
 
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 120.0,
-                 retry: RetryPolicy = RetryPolicy()):
+                 retry: RetryPolicy = RetryPolicy()):  # noqa: B008 - immutable
         self.url = url.rstrip("/")
         token = token if token is not None else read_token()
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -58,7 +58,8 @@ class ServeClient:
         self._lock = threading.Lock()
         self.retries = 0   # requests re-sent so far (for the page and the load test)
 
-    def detect(self, body: bytes, params: dict, content_type: str = "image/png") -> tuple[dict, int]:
+    def detect(self, body: bytes, params: dict,
+               content_type: str = "image/png") -> tuple[dict, int]:
         """``POST /detect``: (the answer's JSON, attempts it took); raises :class:`ServeError`."""
         attempts = self.retry.begin()
         while True:

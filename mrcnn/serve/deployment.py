@@ -2,9 +2,9 @@
 
 ``make_app()`` builds the Serve application (the :class:`~mrcnn.serve.server.MaskRCNNServer`
 deployment with its resources and limits); ``build_app`` is what a Serve config
-file imports (``serve_config.yaml``: ``import_path: mrcnn.serve:build_app``). The command line starts a local Ray on
-127.0.0.1 (or joins a cluster with ``--address`` / ``$RAY_ADDRESS``), deploys,
-waits for ``/healthz`` and serves until Ctrl-C::
+file imports (``serve_config.yaml``: ``import_path: mrcnn.serve:build_app``). The
+command line starts a local Ray on 127.0.0.1 (or joins a cluster with ``--address`` /
+``$RAY_ADDRESS``), deploys, waits for ``/healthz`` and serves until Ctrl-C::
 
     python -m mrcnn.serve [--replicas N | --min-replicas A --max-replicas B]
                           [--host 127.0.0.1] [--port 8000] [--weights PATH] ...
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
               flush=True)
         stopping = []
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stopping.append(signum))
+            signal.signal(signum, lambda received, _frame: stopping.append(received))
         while not stopping:
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -126,6 +126,7 @@ def parse_detect_query(params: dict, config) -> dict:
 def encode_png(image) -> bytes:
     """A lossless PNG of an image array (made ``HxWx3 uint8`` RGB first): the upload body."""
     from PIL import Image
+
     from mrcnn.pixels import to_rgb_array
     buffer = io.BytesIO()
     Image.fromarray(to_rgb_array(image)).save(buffer, format="PNG", compress_level=1)

@@ -47,8 +47,14 @@ import numpy as np
 
 from mrcnn.classes import class_names_for
 from mrcnn.config import config_from_path
-from mrcnn.serve.protocol import (REPLICA_HEADER, TOKEN_ENV, parse_detect_query, read_token,
-                                  token_digest, token_matches)
+from mrcnn.serve.protocol import (
+    REPLICA_HEADER,
+    TOKEN_ENV,
+    parse_detect_query,
+    read_token,
+    token_digest,
+    token_matches,
+)
 
 __all__ = ["DEFAULT_BATCHING", "DEFAULT_CONFIG", "MaskRCNNServer", "ServiceSettings"]
 
@@ -80,7 +86,7 @@ class ServiceSettings:
     body_timeout_s: float = 30.0        # receiving the upload
 
     @classmethod
-    def from_args(cls, args: dict | None) -> "ServiceSettings":
+    def from_args(cls, args: dict | None) -> ServiceSettings:
         args = dict(args or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(args) - known)
@@ -130,7 +136,7 @@ def _cpu_threads() -> tuple[int, float, float]:
     import ray
     try:
         assigned = ray.get_runtime_context().get_assigned_resources()
-    except Exception:  # outside Ray (a unit test building the class directly)
+    except Exception:  # noqa: BLE001 - outside Ray (a unit test building the class directly)
         assigned = {}
     cpus = float(assigned.get("CPU", os.cpu_count() or 1))
     gpus = float(assigned.get("GPU", 0.0))
@@ -158,6 +164,7 @@ class MaskRCNNServer:
     def __init__(self, settings: dict):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # before TensorFlow is imported
         from ray import serve
+
         from mrcnn.model import MaskRCNN
         from mrcnn.weights.check import check_weights_file, default_weights_path
 
@@ -280,8 +287,12 @@ class MaskRCNNServer:
             self._waiting -= 1
 
     async def _detect(self, request) -> dict:
-        from mrcnn.inputs.uploads import (ImageDecodeError, ImageMemoryError, ImageTooLargeError,
-                                          decode_image)
+        from mrcnn.inputs.uploads import (
+            ImageDecodeError,
+            ImageMemoryError,
+            ImageTooLargeError,
+            decode_image,
+        )
         from mrcnn.serve.protocol import encode_detections
         started = time.perf_counter()
         overrides = self._parse_query(request.query_params)

@@ -61,7 +61,7 @@ def seeded_values(layer_name, weight_shapes, rng, gains=None) -> list[np.ndarray
         else:                                               # (kh, kw, in, out) or (in, out)
             fan_in = int(np.prod(shape[:-1]))
         std = np.sqrt(2.0 / fan_in) * gains.get(_head_of(layer_name, shape), 1.0)
-        arrays.append((rng.standard_normal(shape, dtype=np.float32) * np.float32(std)))
+        arrays.append(rng.standard_normal(shape, dtype=np.float32) * np.float32(std))
     return arrays
 
 

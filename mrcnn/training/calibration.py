@@ -30,7 +30,8 @@ def _set_statistics(wrapped_bn, values, weights):
     """
     bn = getattr(wrapped_bn, "layer", wrapped_bn)
     axes = list(range(values.shape.rank - 1))
-    w = tf.reshape(weights, tf.concat([tf.shape(weights), tf.ones(values.shape.rank - 2, tf.int32)], 0))
+    w = tf.reshape(weights,
+                   tf.concat([tf.shape(weights), tf.ones(values.shape.rank - 2, tf.int32)], 0))
     w = tf.broadcast_to(w, tf.shape(values))
     mean, variance = tf.nn.weighted_moments(values, axes, w)
     bn.moving_mean.assign(mean)

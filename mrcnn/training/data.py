@@ -183,7 +183,7 @@ class _Prefetcher:
         while not self._stop.is_set():
             try:
                 item = (next(batches), None)
-            except Exception as error:                    # handed to the consumer
+            except Exception as error:  # noqa: BLE001 - handed to the consumer, which raises it
                 item = (None, error)
             while not self._stop.is_set():
                 try:

@@ -69,7 +69,8 @@ def _polygon(kind, cy, cx, r):
     """Vertices (rows, cols) of a square of half-side r or an upright equilateral
     triangle of height 2r, centred on (cy, cx)."""
     if kind == "square":
-        return np.array([cy - r, cy - r, cy + r, cy + r]), np.array([cx - r, cx + r, cx + r, cx - r])
+        return (np.array([cy - r, cy - r, cy + r, cy + r]),
+                np.array([cx - r, cx + r, cx + r, cx - r]))
     half_base = 2 * r / np.sqrt(3)
     return np.array([cy - r, cy + r, cy + r]), np.array([cx, cx - half_base, cx + half_base])
 

@@ -166,8 +166,10 @@ def overlaps_graph(boxes1, boxes2):
     """IoU matrix: boxes1 [N, 4], boxes2 [M, 4] -> [N, M] float32 (0 for empty unions)."""
     b1 = boxes1[:, None, :]
     b2 = boxes2[None, :, :]
-    height = tf.maximum(tf.minimum(b1[..., 2], b2[..., 2]) - tf.maximum(b1[..., 0], b2[..., 0]), 0.0)
-    width = tf.maximum(tf.minimum(b1[..., 3], b2[..., 3]) - tf.maximum(b1[..., 1], b2[..., 1]), 0.0)
+    height = tf.maximum(
+        tf.minimum(b1[..., 2], b2[..., 2]) - tf.maximum(b1[..., 0], b2[..., 0]), 0.0)
+    width = tf.maximum(
+        tf.minimum(b1[..., 3], b2[..., 3]) - tf.maximum(b1[..., 1], b2[..., 1]), 0.0)
     intersection = height * width
     area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
     area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
@@ -213,8 +215,9 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
         [overlaps_graph(proposals, crowd_boxes), tf.zeros_like(proposals[:, :1])], 1), axis=1)
     positive = tf.random.shuffle(tf.where(best_iou >= 0.5)[:, 0])[:max_positive_rois(config)]
     positive_count = tf.shape(positive)[0]
-    negative_count = tf.cast((1.0 / config.ROI_POSITIVE_RATIO) * tf.cast(positive_count, tf.float32),
-                             tf.int32) - positive_count
+    negative_count = tf.cast(
+        (1.0 / config.ROI_POSITIVE_RATIO) * tf.cast(positive_count, tf.float32),
+        tf.int32) - positive_count
     negative = tf.where(tf.logical_and(best_iou < 0.5, crowd_iou < 0.001))[:, 0]
     negative = tf.random.shuffle(negative)[:negative_count]
 

@@ -44,7 +44,8 @@ from mrcnn.training.graph import (
 from mrcnn.training.losses import LOSS_NAMES
 
 LOG_COLUMNS = ("loss",) + LOSS_NAMES
-STATISTICS_IMAGES = 32     # with TRAIN_BN, BatchNorm statistics re-measured on these before a checkpoint
+# With TRAIN_BN, BatchNorm statistics are re-measured on this many images before a checkpoint.
+STATISTICS_IMAGES = 32
 
 
 class Trainer:
@@ -199,7 +200,8 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers,
             model.epoch = epoch + 1
             if cfg.TRAIN_BN:
                 statistics_images = np.concatenate(
-                    [next(source)["images"] for _ in range(-(-STATISTICS_IMAGES // cfg.BATCH_SIZE))])
+                    [next(source)["images"]
+                     for _ in range(-(-STATISTICS_IMAGES // cfg.BATCH_SIZE))])
                 backbone_statistics(model, statistics_images, model._training_graph)
             path = save_checkpoint(model, checkpoint_path(model, epoch + 1), keep_checkpoints)
             _append_row(folder / "losses.csv", logs)

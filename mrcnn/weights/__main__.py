@@ -6,18 +6,24 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
-from mrcnn.weights.check import (ENV_VAR, WEIGHTS_FILENAME, WEIGHTS_MD5, WEIGHTS_SIZE,
-                                 WEIGHTS_URL, WeightsError, check_size_and_md5,
-                                 default_weights_path)
+from mrcnn.weights.check import (
+    ENV_VAR,
+    WEIGHTS_FILENAME,
+    WEIGHTS_MD5,
+    WEIGHTS_SIZE,
+    WEIGHTS_URL,
+    WeightsError,
+    check_size_and_md5,
+    default_weights_path,
+)
 from mrcnn.weights.download import download_weights, part_path
 
 
 class _ProgressBar:
     """Text progress bar on a stream: percentage, MB done/total, MB/s."""
 
-    def __init__(self, stream=None, width: int = 30, interval: Optional[float] = None):
+    def __init__(self, stream=None, width: int = 30, interval: float | None = None):
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         if interval is None:  # redraw often on a terminal, rarely in a log file
@@ -29,7 +35,7 @@ class _ProgressBar:
         self.last_draw = 0.0
         self.drawn = False
 
-    def __call__(self, done: int, total: Optional[int]) -> None:
+    def __call__(self, done: int, total: int | None) -> None:
         now = time.monotonic()
         if self.start is None or done < self.first_done:
             self.start, self.first_done = now, done
@@ -59,11 +65,11 @@ class _ProgressBar:
             self.drawn = False
 
 
-def _optional_int(text: str) -> Optional[int]:
+def _optional_int(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
 
-def _optional_md5(text: str) -> Optional[str]:
+def _optional_md5(text: str) -> str | None:
     if text.lower() == "none":
         return None
     if not re.fullmatch(r"[0-9a-fA-F]{32}", text):

@@ -15,7 +15,7 @@ import hashlib
 import os
 import struct
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 __all__ = [
     "ENV_VAR", "WEIGHTS_URL", "WEIGHTS_SIZE", "WEIGHTS_MD5", "WEIGHTS_FILENAME",
@@ -83,7 +83,7 @@ def file_md5(path: PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _hdf5_stored_eof(path: Path) -> Optional[int]:
+def _hdf5_stored_eof(path: Path) -> int | None:
     """End-of-file address the HDF5 superblock promises, as an absolute offset.
 
     Returns None when the superblock cannot be parsed (unknown version, short
@@ -126,16 +126,16 @@ def _hdf5_stored_eof(path: Path) -> Optional[int]:
     return base + eof
 
 
-def _h5py_open_error(path: Path) -> Optional[str]:
+def _h5py_open_error(path: Path) -> str | None:
     """Reason h5py cannot open the file, or None if it opens (or h5py is absent)."""
     try:
-        import h5py  # noqa: WPS433 (lazy on purpose)
+        import h5py  # lazy on purpose: h5py is optional here
     except ImportError:
         return None
     try:
         with h5py.File(path, "r") as f:
             f.id.get_filesize()
-    except Exception as exc:  # h5py raises OSError, sometimes others
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, sometimes others
         text = " ".join(str(exc).split())
         return text or type(exc).__name__
     return None
@@ -146,7 +146,7 @@ def redownload_hint(path: Path) -> str:
             f"again, or set {ENV_VAR} to a good copy")
 
 
-def check_weights_file(path: PathLike, expected_size: Optional[int] = None) -> None:
+def check_weights_file(path: PathLike, expected_size: int | None = None) -> None:
     """Raise :class:`WeightsFileError` unless ``path`` looks like a usable HDF5 weights file.
 
     Cheap checks only (no MD5): existence, non-empty, HDF5 signature, size
@@ -204,8 +204,8 @@ def check_weights_file(path: PathLike, expected_size: Optional[int] = None) -> N
             f"{redownload_hint(path)}.")
 
 
-def verify_complete(path: Path, expected_size: Optional[int],
-                     expected_md5: Optional[str]) -> Optional[str]:
+def verify_complete(path: Path, expected_size: int | None,
+                     expected_md5: str | None) -> str | None:
     """Return a description of the mismatch, or None if the file verifies."""
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
@@ -217,8 +217,8 @@ def verify_complete(path: Path, expected_size: Optional[int],
     return None
 
 
-def check_size_and_md5(path: PathLike, expected_size: Optional[int] = WEIGHTS_SIZE,
-                       expected_md5: Optional[str] = WEIGHTS_MD5) -> None:
+def check_size_and_md5(path: PathLike, expected_size: int | None = WEIGHTS_SIZE,
+                       expected_md5: str | None = WEIGHTS_MD5) -> None:
     """The full check (``--check``): the file exists, and its size and MD5 match (~1 s)."""
     path = Path(path).expanduser()
     if not path.is_file():

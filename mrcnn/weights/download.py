@@ -15,13 +15,23 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from mrcnn.retry import RetryPolicy
-from mrcnn.weights.check import (ENV_VAR, WEIGHTS_MD5, WEIGHTS_SIZE, WEIGHTS_URL, PathLike,
-                                 WeightsDownloadError, WeightsFileError, check_weights_file,
-                                 default_weights_path, fmt_bytes, verify_complete)
+from mrcnn.weights.check import (
+    ENV_VAR,
+    WEIGHTS_MD5,
+    WEIGHTS_SIZE,
+    WEIGHTS_URL,
+    PathLike,
+    WeightsDownloadError,
+    WeightsFileError,
+    check_weights_file,
+    default_weights_path,
+    fmt_bytes,
+    verify_complete,
+)
 
 try:
     import fcntl
@@ -37,7 +47,7 @@ LOCK_POLL_S = 0.5
 
 _USER_AGENT = "mrcnn-weights-downloader/1.0 (+python-urllib)"
 
-ProgressFn = Callable[[int, Optional[int]], None]
+ProgressFn = Callable[[int, int | None], None]
 
 
 def part_path(dest: Path) -> Path:
@@ -86,8 +96,8 @@ def _remove(path: Path) -> None:
         pass
 
 
-def _one_attempt(url: str, part: Path, dest: Path, expected_size: Optional[int],
-                 progress: Optional[ProgressFn], timeout: float,
+def _one_attempt(url: str, part: Path, dest: Path, expected_size: int | None,
+                 progress: ProgressFn | None, timeout: float,
                  chunk_size: int) -> None:
     """One HTTP request; appends to ``part``. Returns when the body is complete.
 
@@ -104,9 +114,9 @@ def _one_attempt(url: str, part: Path, dest: Path, expected_size: Optional[int],
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:
-            raise _Restart(f"the server refused to resume at byte {offset} (HTTP 416)")
+            raise _Restart(f"the server refused to resume at byte {offset} (HTTP 416)") from exc
         if exc.code in (408, 429) or 500 <= exc.code < 600:
-            raise _Dropped(f"HTTP {exc.code} {exc.reason}", connected=True)
+            raise _Dropped(f"HTTP {exc.code} {exc.reason}", connected=True) from exc
         raise WeightsDownloadError(
             f"The server answered HTTP {exc.code} {exc.reason} for {url}; check "
             f"the URL, or download the file by hand and put it at {dest} "
@@ -191,10 +201,10 @@ def _write_error(part: Path, exc: OSError) -> WeightsFileError:
         f"{ENV_VAR}.")
 
 
-def download_weights(dest: Optional[PathLike] = None, url: str = WEIGHTS_URL,
-                     expected_size: Optional[int] = WEIGHTS_SIZE,
-                     expected_md5: Optional[str] = WEIGHTS_MD5,
-                     progress: Optional[ProgressFn] = None, timeout: float = 30,
+def download_weights(dest: PathLike | None = None, url: str = WEIGHTS_URL,
+                     expected_size: int | None = WEIGHTS_SIZE,
+                     expected_md5: str | None = WEIGHTS_MD5,
+                     progress: ProgressFn | None = None, timeout: float = 30,
                      retry: RetryPolicy | None = None, chunk_size: int = 1 << 20,
                      force: bool = False) -> Path:
     """Download the weights to ``dest`` (default: :func:`default_weights_path`).
@@ -319,8 +329,8 @@ def _download_locked(dest, url, expected_size, expected_md5, progress, timeout,
     return dest
 
 
-def ensure_weights(path: Optional[PathLike] = None, download: bool = False,
-                   progress: Optional[ProgressFn] = None) -> Path:
+def ensure_weights(path: PathLike | None = None, download: bool = False,
+                   progress: ProgressFn | None = None) -> Path:
     """Return a checked weights path (``path`` or the default).
 
     If the file is missing and ``download`` is true it is downloaded first;

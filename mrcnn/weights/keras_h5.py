@@ -55,7 +55,7 @@ def model_weighted_layers(model) -> dict:
 def plan_assignment(model, file_weights: dict, exclude=()) -> list[tuple]:
     """Match file layers to model layers; raise listing every problem found."""
     exclude = set(exclude)
-    layers = {n: l for n, l in model_weighted_layers(model).items() if n not in exclude}
+    layers = {n: layer for n, layer in model_weighted_layers(model).items() if n not in exclude}
     file_layers = {n: w for n, w in file_weights.items() if n not in exclude}
     missing = [n for n in layers if n not in file_layers]
     unexpected = [n for n in file_layers if n not in layers]
@@ -137,7 +137,8 @@ def save_h5_weights(model, path) -> int:
     from pathlib import Path
     path = Path(path)
     layers = model_weighted_layers(model)
-    weights = {name: [np.asarray(v.numpy()) for v in layer.weights] for name, layer in layers.items()}
+    weights = {name: [np.asarray(v.numpy()) for v in layer.weights]
+               for name, layer in layers.items()}
     names = {name: weight_names_of(layer) for name, layer in layers.items()}
     partial = path.with_name(path.name + ".tmp")
     write_keras2_weights(partial, [layer.name for layer in model.layers], weights, names,
