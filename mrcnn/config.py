@@ -141,7 +141,11 @@ class CocoConfig(Config):
     NUM_CLASSES = 1 + 80      # background + COCO's 80 classes
 
 
-def config_from_path(import_path: str = "mrcnn.config:CocoConfig",
+#: The import path of the published weights' config: the default of the app and service.
+DEFAULT_CONFIG_PATH = "mrcnn.config:CocoConfig"
+
+
+def config_from_path(import_path: str = DEFAULT_CONFIG_PATH,
                      overrides: dict | None = None) -> Config:
     """An instance of the config class at ``import_path`` with ``overrides`` applied.
 

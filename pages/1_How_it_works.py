@@ -19,6 +19,7 @@ import streamlit as st
 from mrcnn.inputs.samples import samples_for
 from mrcnn.pixels import to_rgb_array
 from studio.fair_queue import QueueFull
+from studio.jobs import intermediates_job, sample_digest
 from studio.lesson_follow_ui import section_follow
 from studio.lesson_heads_ui import iou_explainer, section_heads, section_masks, section_roi_align
 from studio.lesson_network_ui import section_anchors, section_backbone, section_input, section_rpn
@@ -29,7 +30,6 @@ from studio.shared import (
     KEY_IMAGE_DIGEST,
     KEY_IMAGE_NAME,
     ready_services,
-    run_key,
     run_through_queue,
 )
 
@@ -60,7 +60,7 @@ def choose_image(services) -> tuple[str, np.ndarray, str]:
         return label, image, digest
     name = options[label]
     return label, load_sample(services.config_path, name, services), \
-        f"sample:{services.config_path}:{name}"
+        sample_digest(services.config_path, name)
 
 
 def page() -> None:
@@ -75,11 +75,9 @@ def page() -> None:
     if services is None:
         st.stop()
     label, image, digest = choose_image(services)
-    record_key = run_key("intermediates", digest, (), services)
     try:
-        record = run_through_queue(services, "intermediates", record_key,
-                                   {"image": image}, slot="lesson",
-                                   what="this image's step-by-step run")
+        record = run_through_queue(services, intermediates_job(services, digest, image),
+                                   slot="lesson", what="this image's step-by-step run")
     except QueueFull as error:
         st.warning(str(error))
         st.stop()

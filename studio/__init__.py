@@ -1,13 +1,21 @@
 """The Streamlit side of Mask R-CNN Studio: what ``app.py`` and ``pages/`` share.
 
 - :mod:`studio.shared`: the glue: one model or service client, one fair queue and
-  one results store per process; settings from the environment or secrets; the
-  session keys; the weights panel; waiting in line.
+  one results store per process; limits from the environment or secrets; the
+  session keys; waiting in line.
+- :mod:`studio.jobs`: the network jobs, one factory per kind and one table from
+  kind to runner (no Streamlit).
+- :mod:`studio.public`: the public-host switch (``MRCNN_PUBLIC``), the operator's
+  unlock, and error ids; :mod:`studio.weights_ui`: the weights panel.
 - :mod:`studio.fair_queue`, :mod:`studio.run_store`: the queue and the store
   themselves, plain Python (no Streamlit), tested on their own.
-- :mod:`studio.inputs_ui`, :mod:`studio.results_ui`, :mod:`studio.run_all_ui`:
-  the main page's parts; :mod:`studio.lesson_network_ui`,
-  :mod:`studio.lesson_heads_ui`: the "How it works" page's sections.
+- :mod:`studio.inputs_ui`, :mod:`studio.results_ui`, :mod:`studio.inspector_ui`,
+  :mod:`studio.exports_ui`, :mod:`studio.run_all_ui`: the main page's parts;
+  :mod:`studio.lesson_network_ui`, :mod:`studio.lesson_heads_ui`,
+  :mod:`studio.lesson_follow_ui`, :mod:`studio.lesson_what_if_ui`: the "How it works"
+  page's sections.
+- :mod:`studio.training_run`: the Train page's run in a low-priority child process;
+  :mod:`studio.keras_cleanup`: keeps Streamlit's clean-up off TensorFlow's state.
 
 Streamlit stays here and in the pages; nothing under ``mrcnn/`` imports it.
 """

@@ -19,6 +19,7 @@ import streamlit as st
 
 from mrcnn.inputs.samples import samples_for
 from mrcnn.inputs.uploads import SUPPORTED_EXTENSIONS, ImageDecodeError, decode_fitted, fit_within
+from studio.jobs import sample_digest
 from studio.shared import Services, session_id
 
 logger = logging.getLogger("mrcnn.studio")
@@ -181,7 +182,7 @@ def input_area(services: Services) -> list[Picture]:
     sample = st.session_state.get("sample")
     if sample in samples:
         pictures.append(Picture(f"Sample: {samples[sample].title}", f"sample:{sample}",
-                                f"sample:{services.config_path}:{sample}", sample=sample))
+                                sample_digest(services.config_path, sample), sample=sample))
     for problem in problems:
         st.error(problem, icon=":material/broken_image:")
     return pictures

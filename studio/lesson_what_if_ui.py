@@ -15,9 +15,10 @@ from mrcnn.draw import figures as fig
 from mrcnn.draw.overlay import draw_detections, palette
 from mrcnn.what_if import masks_what_if, match_objects, nms_what_if
 from studio.fair_queue import QueueFull
+from studio.jobs import heads_rerun_job
 from studio.lesson_network_ui import WHITE, frame, to_display
 from studio.public import report_error
-from studio.shared import run_key, run_through_queue
+from studio.shared import run_through_queue
 
 GAINED, LOST = (40, 210, 90), (235, 60, 50)
 PROPOSAL_COUNTS = (50, 100, 200, 300, 500, 1000, 1500, 2000)
@@ -101,9 +102,7 @@ def what_if_proposals(insp, services, digest: str) -> None:
         return
     try:
         rerun = run_through_queue(
-            services, "heads_rerun",
-            run_key("heads_rerun", digest, (round(rpn_threshold, 4), int(count)), services),
-            {"record": insp, "rpn_nms_threshold": rpn_threshold, "proposal_count": int(count)},
+            services, heads_rerun_job(services, digest, insp, rpn_threshold, count),
             slot="lesson_what_if", what="the proposal layer and heads' rerun", pin=False)
     except QueueFull as error:
         st.warning(str(error))

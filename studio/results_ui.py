@@ -36,11 +36,10 @@ from studio.inspector_ui import (
     inspected,
     object_card,
 )
+from studio.jobs import DETECT_THRESHOLD, RunSettings, detect_job
 from studio.public import public_mode
-from studio.shared import Services, run_key, run_through_queue
+from studio.shared import Services, run_through_queue
 
-#: The network runs at this confidence; the slider filters above it.
-DETECT_THRESHOLD = 0.1
 DEFAULT_THRESHOLD = 0.7
 IMAGE_SIZES = {
     512: "512 px: fastest, misses small objects",
@@ -54,20 +53,6 @@ INSPECTED_ROW = "background-color: #FFE9A8; font-weight: 600"
 
 
 # --------------------------------------------------------------- settings
-
-@dataclass(frozen=True)
-class RunSettings:
-    """The settings that change what the network computes (each change reruns it)."""
-    image_max_dim: int
-    nms_threshold: float
-    max_instances: int
-
-    def overrides(self) -> dict:
-        return {"DETECTION_MIN_CONFIDENCE": DETECT_THRESHOLD,
-                "IMAGE_MAX_DIM": self.image_max_dim,
-                "DETECTION_NMS_THRESHOLD": self.nms_threshold,
-                "DETECTION_MAX_INSTANCES": self.max_instances}
-
 
 @dataclass(frozen=True)
 class ViewSettings:
@@ -169,13 +154,8 @@ class StoredRun:
 def stored_run(services: Services, digest: str, image, settings: RunSettings, *,
                slot: str = "main", what: str = "your photo") -> StoredRun:
     """The run for one picture: from the store, or through the fair queue."""
-    overrides = settings.overrides()
-    key = run_key("detect", digest, (settings.image_max_dim, settings.nms_threshold,
-                                     settings.max_instances), services)
-    return run_through_queue(
-        services, "detect", key, {"image": image, "overrides": overrides}, slot=slot,
-        batch_group=tuple(sorted(overrides.items())), what=what,
-        wrap=lambda report: StoredRun(report))
+    return run_through_queue(services, detect_job(services, digest, image, settings),
+                             slot=slot, what=what, wrap=lambda report: StoredRun(report))
 
 
 def shown_detections(run: StoredRun, view: ViewSettings) -> tuple[dict, np.ndarray]:

@@ -27,6 +27,7 @@ from mrcnn.export.coco import coco_results
 from studio.exports_ui import annotation_choices
 from studio.fair_queue import QueueFull
 from studio.inputs_ui import Picture, load_picture
+from studio.jobs import detect_job
 from studio.results_ui import (
     RunSettings,
     StoredRun,
@@ -35,7 +36,7 @@ from studio.results_ui import (
     object_colours,
     shown_detections,
 )
-from studio.shared import Services, client_address, logger, run_key, session_id, wait_in_line
+from studio.shared import Services, client_address, logger, session_id, wait_in_line
 
 
 def _add_image_folder(bundle: zipfile.ZipFile, folder: str, image, shown: dict,
@@ -83,23 +84,21 @@ def run_all(services: Services, pictures: list[Picture], settings: RunSettings) 
     the pictures that could not be run. Every claim left when the page stops
     waiting (a rerun, an error) is released."""
     session = session_id()
-    overrides = settings.overrides()
-    group = tuple(sorted(overrides.items()))
-    settings_key = (settings.image_max_dim, settings.nms_threshold, settings.max_instances)
     notes: dict[int, str] = {}
     jobs: dict[int, object] = {}
     entries = []
     try:
         for image_id, picture in enumerate(pictures, start=1):
             image, _ = load_picture(picture, services)
-            key = run_key("detect", picture.digest, settings_key, services)
+            job = detect_job(services, picture.digest, image, settings)
+            key = job.key
             entries.append((image_id, picture, key))
             if services.store.get(session, key, pin=False) is not None:
                 continue
             try:
                 jobs[image_id] = services.queue.submit(
-                    session, key, "detect", {"image": image, "overrides": overrides},
-                    slot=f"run-all-{image_id}", batch_group=group, address=client_address())
+                    session, key, job.kind, job.payload, slot=f"run-all-{image_id}",
+                    batch_group=job.batch_group, address=client_address())
             except QueueFull as full:
                 st.warning(f"{full} The rest of your images were not run.",
                            icon=":material/production_quantity_limits:")
@@ -126,14 +125,16 @@ def run_all(services: Services, pictures: list[Picture], settings: RunSettings) 
     return notes
 
 
+def _detect_key(services: Services, picture: Picture, settings: RunSettings) -> str:
+    return detect_job(services, picture.digest, None, settings).key
+
+
 def _summary(services: Services, pictures: list[Picture], settings: RunSettings,
              view: ViewSettings, notes: dict) -> list[dict]:
     session = session_id()
-    settings_key = (settings.image_max_dim, settings.nms_threshold, settings.max_instances)
     rows = []
     for image_id, picture in enumerate(pictures, start=1):
-        run = services.store.get(session, run_key("detect", picture.digest, settings_key,
-                                                  services), pin=False)
+        run = services.store.get(session, _detect_key(services, picture, settings), pin=False)
         if run is None:
             rows.append({"Image": picture.name, "Objects": None, "Network (s)": None,
                          "Note": notes.get(image_id) or "dropped from memory: run all again"})
@@ -166,9 +167,8 @@ def run_all_section(services: Services, pictures: list[Picture], settings: RunSe
     bundle = st.session_state.get("bundle")
     if bundle and bundle["signature"] == signature:
         session = session_id()
-        settings_key = (settings.image_max_dim, settings.nms_threshold, settings.max_instances)
         entries = [(image_id, p.name, load_picture(p, services)[0],
-                    run_key("detect", p.digest, settings_key, services))
+                    _detect_key(services, p, settings))
                    for image_id, p in enumerate(pictures, start=1)]
         build = functools.partial(bundle_zip, services.store, session, entries, view,
                                   list(services.class_names), tuple(formats), tolerance)

@@ -19,10 +19,11 @@ import streamlit as st
 
 from mrcnn import weights as weights_module
 from mrcnn.classes import class_names_for
-from mrcnn.config import config_from_path
+from mrcnn.config import DEFAULT_CONFIG_PATH, config_from_path
 from mrcnn.serve.protocol import TOKEN_ENV, URL_ENV
 from studio import keras_cleanup
 from studio.fair_queue import FairQueue
+from studio.jobs import JobRequest, run_batch
 from studio.public import client_address, public_mode, setting
 from studio.run_store import RunStore
 from studio.weights_ui import weights_panel
@@ -39,7 +40,7 @@ KEY_IMAGE_NAME = "selected_image_name"
 KEY_IMAGE_DIGEST = "selected_image_digest"
 
 CONFIG_ENV = "MRCNN_CONFIG"              # module:Class of the model's config (default COCO)
-DEFAULT_CONFIG = "mrcnn.config:CocoConfig"
+DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 
 
 # ------------------------------------------------------------------ settings
@@ -139,24 +140,8 @@ class Services:
 
 
 def _run_jobs(services_holder: dict, jobs: list) -> list:
-    """The queue's worker: one backend call for a batch of detections, or one
-    stage-by-stage run per image for the teaching page, or the teaching page's
-    rerun of the proposal layer and heads on a run's cached feature maps."""
-    services: Services = services_holder["services"]
-    kind = jobs[0].kind
-    if kind == "detect":
-        return services.backend.detect([job.payload["image"] for job in jobs],
-                                       **jobs[0].payload["overrides"])
-    if kind == "intermediates":
-        from mrcnn.intermediates import compute_intermediates
-        model = services.local_model()
-        return [compute_intermediates(model, job.payload["image"]) for job in jobs]
-    if kind == "heads_rerun":
-        from mrcnn.what_if import rerun_heads
-        model = services.local_model()
-        return [rerun_heads(model, job.payload["record"], job.payload["rpn_nms_threshold"],
-                            job.payload["proposal_count"]) for job in jobs]
-    raise ValueError(f"unknown job kind {kind!r}")
+    """The queue's worker: a batch of one kind of job, by ``studio.jobs.RUNNERS``."""
+    return run_batch(services_holder["services"], jobs)
 
 
 def _result_bytes(value) -> int:
@@ -257,18 +242,14 @@ def ready_services(need_local_model: bool = False,
 
 # --------------------------------------------------------------- the queue
 
-def run_key(kind: str, digest: str, settings, services: Services) -> str:
-    return f"{kind}|{digest}|{settings!r}|{services.model_key}"
-
-
-def run_through_queue(services: Services, kind: str, key: str, payload: dict, *,
-                      slot: str = "main", batch_group=None, what: str = "your photo",
-                      wrap=lambda result: result, pin: bool = True):
-    """The stored result for ``key``, or a run through the fair queue while the page
-    shows the visitor's place in line; ``wrap(result)`` is what gets stored.
-    ``pin``: this is the result the visitor is looking at (the store keeps it while
-    the session lives); a side result, such as a rerun of part of it, is not.
-    Raises ``QueueFull`` with a sentence for the visitor."""
+def run_through_queue(services: Services, job: JobRequest, *, slot: str = "main",
+                      what: str = "your photo", wrap=lambda result: result, pin: bool = True):
+    """The stored result of ``job`` (a ``studio.jobs`` request), or a run through the
+    fair queue while the page shows the visitor's place in line; ``wrap(result)`` is
+    what gets stored. ``pin``: this is the result the visitor is looking at (the store
+    keeps it while the session lives); a side result, such as a rerun of part of it,
+    is not. Raises ``QueueFull`` with a sentence for the visitor."""
+    key = job.key
     session = session_id()
     stored = services.store.get(session, key, pin=pin)
     if stored is not None:
@@ -277,9 +258,9 @@ def run_through_queue(services: Services, kind: str, key: str, payload: dict, *,
     if why:
         st.info(f"Running the network again for {what}: its results were dropped because "
                 f"{why}.", icon=":material/history:")
-    job = services.queue.submit(session, key, kind, payload, slot=slot,
-                                batch_group=batch_group, address=client_address())
-    result = wait_in_line(services, job, what)
+    queued = services.queue.submit(session, key, job.kind, job.payload, slot=slot,
+                                   batch_group=job.batch_group, address=client_address())
+    result = wait_in_line(services, queued, what)
     stored = services.store.get(session, key, pin=pin)
     if stored is None:
         stored = wrap(result)

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from mrcnn.classes import class_names_for
-from mrcnn.config import config_from_path
+from mrcnn.config import DEFAULT_CONFIG_PATH, config_from_path
 from mrcnn.serve.protocol import (
     REPLICA_HEADER,
     TOKEN_ENV,
@@ -60,7 +60,7 @@ __all__ = ["DEFAULT_BATCHING", "DEFAULT_CONFIG", "MaskRCNNServer", "ServiceSetti
 
 logger = logging.getLogger("ray.serve")
 
-DEFAULT_CONFIG = "mrcnn.config:CocoConfig"
+DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 DEFAULT_BATCHING = {"max_batch_size": 4, "batch_wait_timeout_s": 0.02}
 
 
