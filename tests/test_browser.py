@@ -19,8 +19,9 @@ from mrcnn.testing.browser import CHROMIUM, launch_chromium, open_app, streamlit
 GALLERY_IMAGES = '.st-key-gallery [data-testid="stImage"]'
 CONFIDENCE_SLIDER = '[data-testid="stSlider"] input[type=range]'
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's chromium is not installed at /usr/bin/chromium")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's chromium is not installed at /usr/bin/chromium")]
 
 # True once the page has settled: no stale (re-running) elements, the annotated
 # image's caption names the expected threshold, and the gallery shows

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import keras
+import pytest
 from streamlit.runtime.scriptrunner.script_runner import _clean_problem_modules
 from tensorflow.python.eager import context
 
@@ -33,6 +34,7 @@ def test_streamlit_cleanup_leaves_tensorflows_kernels_alone(monkeypatch):
     assert keras.backend.clear_session is keras_cleanup.keep_session
 
 
+@pytest.mark.slow
 def test_training_in_a_thread_survives_streamlit_cleanup_between_runs():
     done = subprocess.run([sys.executable, str(ROOT / "tests/scripts/cleanup_under_training.py"),
                            "20"], cwd=ROOT, capture_output=True, text=True, timeout=600)

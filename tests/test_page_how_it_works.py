@@ -185,6 +185,7 @@ def test_missing_weights_file_is_explained(tmp_path, monkeypatch):
     assert at.error and "No weights file" in at.error[0].value
 
 
+@pytest.mark.browser
 def test_browser_shows_every_section_without_an_error(coco_weights, tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -22,8 +22,9 @@ import pytest
 
 from mrcnn.testing.browser import CHROMIUM, launch_chromium, streamlit_app
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's chromium is not installed at /usr/bin/chromium")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's chromium is not installed at /usr/bin/chromium")]
 
 EXPORT_PANEL_TITLE = "Export for labelling tools"
 EXPORT_PANEL = '[data-testid="stExpander"]'

@@ -43,6 +43,8 @@ from mrcnn.serve.server import ServiceSettings
 from mrcnn.testing.compare import detections_difference
 from mrcnn.testing.configs import small_config
 
+pytestmark = pytest.mark.ray          # a local Ray Serve deployment
+
 # Before anything imports Ray (the schema tests do): Ray on 127.0.0.1 only, no usage stats.
 os.environ.update(LOCAL_RAY_ENV)
 

@@ -27,8 +27,9 @@ SLIDER = '[data-testid="stSlider"] input[type=range]'
 TRACEBACK = '[data-testid="stException"]'
 RUNNING = re.compile(r"(Starting|Training) · layers")      # the Train page's status line
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's chromium is not installed at /usr/bin/chromium")
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's chromium is not installed at /usr/bin/chromium")]
 
 
 @pytest.fixture

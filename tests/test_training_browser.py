@@ -39,8 +39,9 @@ CONFIDENCE_SLIDER = '.st-key-min_score [data-testid="stSlider"] input[type=range
 SETTLED = """(threshold) => !document.querySelectorAll('[data-stale="true"]').length
     && document.body.innerText.includes('at confidence ≥ ' + threshold)"""
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's chromium is not installed at /usr/bin/chromium")
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's chromium is not installed at /usr/bin/chromium")]
 
 
 def app_run(model, image) -> dict:

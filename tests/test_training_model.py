@@ -185,6 +185,7 @@ def test_train_bn_trains_backbone_statistics_and_measures_them_exactly(restored)
 
 
 # --------------------------------------------------------------------------- train()
+@pytest.mark.slow
 def test_train_epochs_checkpoints_csv_and_stop(tiny):
     model, train_set, val_set, _ = tiny
     first = model.epoch

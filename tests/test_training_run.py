@@ -31,6 +31,7 @@ def child_priority(run: TrainingRun) -> tuple[int, int]:
     return os.getpriority(os.PRIO_PROCESS, pid), os.sched_getscheduler(pid)
 
 
+@pytest.mark.slow
 def test_a_run_trains_in_a_child_reports_each_epoch_and_stops_within_2_s(tmp_path):
     run = TrainingRun(tiny(), tmp_path)
     assert run.image.shape == (64, 64, 3) and len(run.true_class_ids) >= 1
