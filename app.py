@@ -7,7 +7,8 @@ queue and results shared by every visitor of this server (``studio.shared``).
 Run it with ``streamlit run app.py``. ``MRCNN_WEIGHTS`` names another weights
 file than ``weights/mask_rcnn_coco.h5``, ``MRCNN_CONFIG`` another model config
 (``module:Class``), ``MRCNN_SERVE_URL`` a Ray Serve deployment to use instead of
-a model in this process; each may also be set in Streamlit secrets.
+a model in this process. ``MRCNN_CONFIG``, ``MRCNN_SERVE_URL`` and the limits may also
+be set in Streamlit secrets; ``MRCNN_WEIGHTS`` is read from the environment only.
 """
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ stage sits in the first 1x1 convolution, as in the original Caffe ResNet.
 """
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
@@ -90,9 +89,3 @@ def feature_pyramid(c2, c3, c4, c5, size=256):
     p5 = layers.Conv2D(size, 3, padding="same", name="fpn_p5")(p5)
     p6 = layers.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
     return [p2, p3, p4, p5, p6]
-
-
-def resnet_classifier_backbone(architecture="resnet101", input_shape=(None, None, 3)):
-    """The bare ResNet (C2..C5 outputs) as a Keras model; used by the benchmark."""
-    image = keras.Input(shape=input_shape, name="input_image")
-    return keras.Model(image, resnet(image, architecture), name=f"{architecture}_backbone")

@@ -33,7 +33,6 @@ from mrcnn.classes import class_name, class_names_for
 from mrcnn.molding import unmold_boxes, unmold_detections
 from mrcnn.pixels import to_rgb_array
 
-# The explanations stay importable from here, where they lived first.
 __all__ = ["FEATURE_NAMES", "HEAD_MAPS", "TRAINING_POSITIVE_IOU", "Intermediates",
            "anchor_counts", "compute_intermediates"]
 

@@ -234,13 +234,6 @@ def refine_detections_with_rois(rois, probs, deltas, window, bbox_std_dev, min_c
             tf.pad(tf.cast(keep, tf.int32), [(0, gap)], constant_values=-1))
 
 
-def refine_detections(rois, probs, deltas, window, bbox_std_dev, min_confidence,
-                      nms_threshold, max_instances):
-    """``refine_detections_with_rois``' detections alone: (max_instances, 6)."""
-    return refine_detections_with_rois(rois, probs, deltas, window, bbox_std_dev,
-                                       min_confidence, nms_threshold, max_instances)[0]
-
-
 def detect_batch_with_rois(rois, probs, deltas, image_meta, bbox_std_dev, min_confidence,
                            nms_threshold, max_instances):
     """``refine_detections_with_rois`` over a batch: (B, N, ...) ->
@@ -258,7 +251,8 @@ def detect_batch_with_rois(rois, probs, deltas, image_meta, bbox_std_dev, min_co
 
 def detect_batch(rois, probs, deltas, image_meta, bbox_std_dev, min_confidence,
                  nms_threshold, max_instances):
-    """``refine_detections`` over a batch: (B, N, ...) -> (B, max_instances, 6)."""
+    """``refine_detections_with_rois``' detections over a batch: (B, N, ...) ->
+    (B, max_instances, 6)."""
     return detect_batch_with_rois(rois, probs, deltas, image_meta, bbox_std_dev,
                                   min_confidence, nms_threshold, max_instances)[0]
 

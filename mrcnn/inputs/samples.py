@@ -8,7 +8,7 @@ something among COCO's 80 classes.
 ``SAMPLES`` maps a short name to a :class:`Sample`; calling a sample returns
 its pixels as an ``HxWx3 uint8`` RGB array (grayscale photos are converted)::
 
-    from mrcnn.samples import SAMPLES
+    from mrcnn.inputs.samples import SAMPLES
     image = SAMPLES["chelsea"]()
 
 Left out on purpose: ``skimage.data.stereo_motorcycle`` (its docstring names
