@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mrcnn.testing.browser import CHROMIUM, launch_chromium, streamlit_app
+from mrcnn.testing.browser import RESULTS_SETTLED as SETTLED
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(),
@@ -31,18 +32,6 @@ EXPORT_PANEL = '[data-testid="stExpander"]'
 TRACEBACK = '[data-testid="stException"]'
 SAMPLE_BUTTON = ".st-key-sample-{} button:visible"
 
-# True once the page has settled: no stale (re-running) elements, the annotated
-# image's caption names the expected threshold, and the gallery shows
-# min(N, 40) cut-outs for the "Cut-outs (N)" heading.
-SETTLED = """(threshold) => {
-  if (document.querySelectorAll('[data-stale="true"]').length) return false;
-  if (!document.body.innerText.includes('at confidence ≥ ' + threshold)) return false;
-  const heading = Array.from(document.querySelectorAll('h3')).map(h => h.innerText)
-      .find(t => t.startsWith('Cut-outs ('));
-  const shown = document.querySelectorAll('.st-key-gallery [data-testid="stImage"]').length;
-  const total = heading ? parseInt(heading.slice('Cut-outs ('.length)) : 0;
-  return shown === Math.min(total, 40);
-}"""
 # No stale element and no "Running..." man in the corner: the script run has ended.
 IDLE = """() => !document.querySelectorAll('[data-stale="true"]').length
   && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')"""
@@ -115,16 +104,7 @@ def test_export_panel_stays_open_while_formats_are_ticked(server, tmp_path):
     with sync_playwright() as p:
         browser = launch_chromium(p)
         try:
-            page = browser.new_context(viewport={"width": 1440, "height": 2000}).new_page()
-            page.goto(server)
-            page.locator(SAMPLE_BUTTON.format("coffee")).first.wait_for(timeout=180_000)
-            # The smallest network input: one quick run of the coffee photo.
-            page.locator('[data-testid="stSidebar"]').get_by_text(
-                "Advanced: each change runs the network again").click()
-            choose_option(page, "image_max_dim", "512 px")
-            wait_idle(page)
-            page.locator(SAMPLE_BUTTON.format("coffee")).first.click()
-            page.wait_for_function(SETTLED, arg="0.70", timeout=240_000, polling=100)
+            page = coffee_at_512(browser, server, width=1440, timeout_ms=240_000)
             page.get_by_text("Original: Sample: Coffee").wait_for(timeout=30_000)
             assert "Image: 600 × 400 px" in page.locator("body").inner_text()
             results_after = time.perf_counter() - started
@@ -158,16 +138,8 @@ def test_export_panel_stays_open_while_formats_are_ticked(server, tmp_path):
             boxes = {1440: picture_boxes(page)}
             page.screenshot(path=str(tmp_path / "export_panel.png"), full_page=True)
             # A window whose half-page column is wider than the figure's 640 px.
-            wide = browser.new_context(viewport={"width": 1920, "height": 2000}).new_page()
-            wide.goto(server)
-            wide.locator(SAMPLE_BUTTON.format("coffee")).first.wait_for(timeout=60_000)
-            wide.locator('[data-testid="stSidebar"]').get_by_text(
-                "Advanced: each change runs the network again").click()
-            choose_option(wide, "image_max_dim", "512 px")
-            wait_idle(wide)
-            wide.locator(SAMPLE_BUTTON.format("coffee")).first.click()
-            wide.wait_for_function(SETTLED, arg="0.70", timeout=120_000, polling=100)
-            boxes[1920] = picture_boxes(wide)
+            boxes[1920] = picture_boxes(coffee_at_512(browser, server, width=1920,
+                                                      timeout_ms=120_000))
         finally:
             browser.close()
     print(f"\nscreenshot: {tmp_path / 'export_panel.png'}\nresults after {results_after:.1f} s;"
@@ -179,6 +151,21 @@ def test_export_panel_stays_open_while_formats_are_ticked(server, tmp_path):
         assert abs(original["top"] - annotated["top"]) <= ALIGNMENT_SLACK_PX, measured
         assert abs(original["height"] - annotated["height"]) <= ALIGNMENT_SLACK_PX, measured
         assert abs(original["width"] - annotated["width"]) <= ALIGNMENT_SLACK_PX, measured
+
+
+def coffee_at_512(browser, server: str, width: int, timeout_ms: int):
+    """A new visitor's page at ``width`` px showing the Coffee sample's results at the
+    smallest network input (one quick run)."""
+    page = browser.new_context(viewport={"width": width, "height": 2000}).new_page()
+    page.goto(server)
+    page.locator(SAMPLE_BUTTON.format("coffee")).first.wait_for(timeout=180_000)
+    page.locator('[data-testid="stSidebar"]').get_by_text(
+        "Advanced: each change runs the network again").click()
+    choose_option(page, "image_max_dim", "512 px")
+    wait_idle(page)
+    page.locator(SAMPLE_BUTTON.format("coffee")).first.click()
+    page.wait_for_function(SETTLED, arg="0.70", timeout=timeout_ms, polling=100)
+    return page
 
 
 def picture_boxes(page) -> dict:

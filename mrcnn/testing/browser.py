@@ -15,8 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ROOT", "UPLOADER", "free_port", "grow_to_content",
-           "launch_chromium", "open_app", "streamlit_app"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "RESULTS_SETTLED", "ROOT", "UPLOADER", "free_port",
+           "grow_to_content", "launch_chromium", "open_app", "streamlit_app"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -24,6 +24,19 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 UPLOADER = '[data-testid="stFileUploaderDropzoneInput"]'
+# True once the main page has settled (``page.wait_for_function(RESULTS_SETTLED,
+# arg="0.70")``): no stale (re-running) elements, the annotated image's caption names
+# the expected threshold, and the gallery shows min(N, 40) cut-outs for the
+# "Cut-outs (N)" heading.
+RESULTS_SETTLED = """(threshold) => {
+  if (document.querySelectorAll('[data-stale="true"]').length) return false;
+  if (!document.body.innerText.includes('at confidence ≥ ' + threshold)) return false;
+  const heading = Array.from(document.querySelectorAll('h3')).map(h => h.innerText)
+      .find(t => t.startsWith('Cut-outs ('));
+  const shown = document.querySelectorAll('.st-key-gallery [data-testid="stImage"]').length;
+  const total = heading ? parseInt(heading.slice('Cut-outs ('.length)) : 0;
+  return shown === Math.min(total, 40);
+}"""
 
 
 def free_port() -> int:
