@@ -256,53 +256,6 @@ def test_a_rerun_never_decodes_an_upload_again(app_env, photos, monkeypatch):
 
 # ------------------------------------------------------------------ the queue
 
-def test_the_per_address_cap_counts_every_tab_of_an_address(app_env, addresses, gate,
-                                                            monkeypatch):
-    monkeypatch.setenv("MRCNN_MAX_QUEUED_PER_ADDRESS", "1")
-    monkeypatch.setenv("MRCNN_RESULTS_MB", "509")              # fresh services for this test
-    tabs = [open_app(size=640, address=a) for a in
-            ("203.0.113.7", "203.0.113.7", "203.0.113.7", "198.51.100.20")]
-    samples = ["sample-coffee", "sample-chelsea", "sample-astronaut", "sample-camera"]
-    for tab, sample in zip(tabs, samples):
-        tab.button(key=sample).click()
-    failures = []
-
-    def visit(tab):
-        try:
-            tab.run()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
-
-    first = threading.Thread(target=visit, args=(tabs[0],))
-    first.start()                                   # its photo goes into the network...
-    assert gate.entered.wait(TIMEOUT)
-    second = threading.Thread(target=visit, args=(tabs[1],))
-    second.start()                                  # ...and the second tab's waits
-    deadline = time.monotonic() + TIMEOUT
-    while len(gate.submitted) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (queue,) = gate.queues
-    assert queue.waiting(address="203.0.113.7") == 1
-
-    tabs[2].run()                                   # a third tab of the same address
-    assert not tabs[2].exception
-    (refused,) = texts(tabs[2].warning)
-    assert refused.startswith("Your address already has 1 photo waiting")
-    other = threading.Thread(target=visit, args=(tabs[3],))
-    other.start()                                   # another address is not refused
-    while len(gate.submitted) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert queue.waiting(address="198.51.100.20") == 1
-
-    gate.open.set()
-    for thread in (first, second, other):
-        thread.join(TIMEOUT)
-    assert not failures
-    for tab in (tabs[0], tabs[1], tabs[3]):
-        assert not tab.exception and not tab.warning
-        assert any(h.value.startswith("Objects (") for h in tab.subheader)
-
-
 class Visits:
     """AppTest runs in threads, each started once the one before has queued its photo
     (AppTest swaps one process-wide mock Runtime around each run, so runs must not
@@ -331,6 +284,36 @@ class Visits:
         for thread in self.threads:
             thread.join(TIMEOUT)
         assert not self.failures
+
+
+def test_the_per_address_cap_counts_every_tab_of_an_address(app_env, addresses, gate,
+                                                            monkeypatch):
+    monkeypatch.setenv("MRCNN_MAX_QUEUED_PER_ADDRESS", "1")
+    monkeypatch.setenv("MRCNN_RESULTS_MB", "509")              # fresh services for this test
+    tabs = [open_app(size=640, address=a) for a in
+            ("203.0.113.7", "203.0.113.7", "203.0.113.7", "198.51.100.20")]
+    samples = ["sample-coffee", "sample-chelsea", "sample-astronaut", "sample-camera"]
+    for tab, sample in zip(tabs, samples):
+        tab.button(key=sample).click()
+    visits = Visits(gate)
+    visits.start(tabs[0])                           # its photo goes into the network...
+    assert gate.entered.wait(TIMEOUT)
+    visits.start(tabs[1])                           # ...and the second tab's waits
+    (queue,) = gate.queues
+    assert queue.waiting(address="203.0.113.7") == 1
+
+    tabs[2].run()                                   # a third tab of the same address
+    assert not tabs[2].exception
+    (refused,) = texts(tabs[2].warning)
+    assert refused.startswith("Your address already has 1 photo waiting")
+    visits.start(tabs[3])                           # another address is not refused
+    assert queue.waiting(address="198.51.100.20") == 1
+
+    gate.open.set()
+    visits.join()
+    for tab in (tabs[0], tabs[1], tabs[3]):
+        assert not tab.exception and not tab.warning
+        assert any(h.value.startswith("Objects (") for h in tab.subheader)
 
 
 def test_two_addresses_take_turns_one_for_one_however_many_tabs(app_env, photos, addresses,
