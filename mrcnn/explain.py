@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from mrcnn.box_ops import box_iou
 from mrcnn.molding import stretch_mask
 
 FEATURE_STRIDES = {"C2": 4, "C3": 8, "C4": 16, "C5": 32,
@@ -21,24 +22,14 @@ RPN_LEVELS = ("P2", "P3", "P4", "P5", "P6")
 
 
 def iou(box, boxes) -> np.ndarray:
-    """IoU of one box with each of ``boxes`` (n, 4), as TensorFlow's NMS computes it.
+    """IoU of one box with each of ``boxes`` (n, 4), as TensorFlow's NMS computes it
+    (float32, :func:`mrcnn.box_ops.box_iou`).
 
     Corners may come in either order; a box of zero area has IoU 0 with everything.
     """
-    box = np.asarray(box, np.float32)
+    box = np.asarray(box, np.float32).reshape(1, 4)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    ay1, ay2 = min(box[0], box[2]), max(box[0], box[2])
-    ax1, ax2 = min(box[1], box[3]), max(box[1], box[3])
-    by1, by2 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
-    bx1, bx2 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
-    area_a = (ay2 - ay1) * (ax2 - ax1)
-    area_b = (by2 - by1) * (bx2 - bx1)
-    inter = (np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0)
-             * np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0))
-    union = area_a + area_b - inter
-    valid = (area_a > 0) & (area_b > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(valid, inter / np.where(valid, union, 1), 0.0).astype(np.float32)
+    return box_iou(box, boxes, either_order=True)[0]
 
 
 def nms(boxes, scores, threshold, max_output) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrcnn.explain import iou
+from mrcnn.box_ops import box_iou
 from mrcnn.intermediates import Intermediates
 
 #: An object selected elsewhere is this run's detection when the boxes overlap this much.
@@ -69,7 +69,8 @@ def suppressed_in_favour(record: Intermediates, roi: int) -> tuple[np.ndarray, n
     order = np.flatnonzero(candidate)
     order = order[np.argsort(-record.roi_scores[order], kind="stable")]
     later = order[int(np.flatnonzero(order == roi)[0]) + 1:]
-    overlaps = iou(record.roi_refined_boxes[roi], record.roi_refined_boxes[later])
+    boxes = np.asarray(record.roi_refined_boxes, np.float32)
+    overlaps = box_iou(boxes[roi][None], boxes[later], either_order=True)[0]   # as NMS
     removed = overlaps > np.float32(record.detection_nms_threshold)
     return later[removed], overlaps[removed]
 
@@ -115,7 +116,8 @@ def match_selection(record: Intermediates, class_id: int, box, score: float | No
     """
     name = record.class_name(class_id)
     same = np.flatnonzero(record.class_ids == class_id)
-    overlaps = iou(np.asarray(box, np.float32), record.rois[same].astype(np.float32))
+    overlaps = box_iou(np.asarray(box, np.float32).reshape(1, 4),
+                       record.rois[same].astype(np.float32), either_order=True)[0]
     best = int(np.argmax(overlaps)) if len(same) else -1
     if best >= 0 and overlaps[best] >= MATCH_IOU:
         return SelectionMatch(int(same[best]), float(overlaps[best]), "")

@@ -6,7 +6,7 @@ and says what changes against that run (the default):
 - :func:`nms_what_if`: the detection layer's NMS at another IoU threshold, per class
   (the reference) or over all classes together; numpy on the record's refined RoI
   boxes and scores, so the RoIs compared are the very same.
-- :func:`masks_what_if`: the 28x28 soft masks cut at another threshold; numpy.
+- :func:`masks_what_if`: the soft masks cut at another threshold; numpy.
 - :func:`rerun_heads`: another RPN NMS threshold or number of proposals that reach
   the heads; the proposal layer, the classifier, the detection layer and the mask
   head run again on the record's P2..P5 (``MaskRCNN.heads_from_pyramid``), the
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mrcnn.explain import detections_at, iou, paste_soft_mask
+from mrcnn.box_ops import box_iou
+from mrcnn.explain import detections_at, paste_soft_mask
 from mrcnn.intermediates import HEAD_MAPS, Intermediates
 from mrcnn.molding import compact_masks, unmold_boxes
 from mrcnn.results import CompactMasks
@@ -137,7 +138,7 @@ def match_objects(before_rois, before_class_ids, after_rois, after_class_ids,
         options = np.flatnonzero(free & (np.asarray(before_class_ids) == class_id))
         if len(options) == 0:
             continue
-        overlaps = iou(box, before_rois[options])
+        overlaps = box_iou(box[None], before_rois[options], either_order=True)[0]
         best = int(np.argmax(overlaps))
         if overlaps[best] >= min_iou:
             free[options[best]] = False

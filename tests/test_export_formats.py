@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from references import mask_iou
 from skimage.draw import disk, ellipse
 from skimage.draw import polygon as fill_polygon
 
@@ -84,10 +85,6 @@ def unpack(tmp_path: Path, data: bytes) -> Path:
     return tmp_path
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / (a | b).sum())
-
-
 MASKS = scene_masks()
 COCO_IDS = [1, 3, 17, 62]          # person, car, dog, chair
 
@@ -143,7 +140,7 @@ def test_coco_instances_read_by_pycocotools(coco_export):
         if isinstance(ann["segmentation"], dict):
             np.testing.assert_array_equal(decoded, mask)            # RLE: exact
         else:
-            assert iou(decoded, mask) >= 0.9, (i, iou(decoded, mask))
+            assert mask_iou(decoded, mask) >= 0.9, (i, mask_iou(decoded, mask))
     assert isinstance(anns[0]["segmentation"], dict)                 # the ring: RLE
     assert isinstance(anns[1]["segmentation"], list) and len(anns[1]["segmentation"]) == 2
     assert all(isinstance(a["segmentation"], list) for a in anns[1:])
@@ -171,7 +168,7 @@ def test_coco_tolerance_trades_points_for_fidelity(tmp_path):
             (ann,) = json.loads(zf.read("annotations/instances_default.json"))["annotations"]
         rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], H, W))
         counts.append(sum(len(p) for p in ann["segmentation"]))
-        ious.append(iou(mask_utils.decode(rle).astype(bool), MASKS[..., 2]))
+        ious.append(mask_iou(mask_utils.decode(rle).astype(bool), MASKS[..., 2]))
     assert counts[0] > counts[1] > counts[2]
     assert ious[0] == 1.0 and ious[1] >= 0.9 and ious[2] >= 0.75
 
@@ -204,7 +201,7 @@ def test_yolo_read_by_supervision(coco_export):
     assert len(detections) == MASKS.shape[2]                        # one line per object
     assert detections.class_id.tolist() == [c - 1 for c in COCO_IDS]
     for i in range(MASKS.shape[2]):                                 # holes and parts too
-        assert iou(detections.mask[i], MASKS[..., i]) >= 0.9, (i, iou(detections.mask[i],
+        assert mask_iou(detections.mask[i], MASKS[..., i]) >= 0.9, (i, mask_iou(detections.mask[i],
                                                                        MASKS[..., i]))
     assert not detections.mask[0][55, 60]                           # the hole stays a hole
     values = [float(v) for line in (root / "labels/default/street scene.txt").read_text()
@@ -247,7 +244,7 @@ def test_labelme_read_by_supervision(coco_export):
     names = [ds.classes[c] for c in detections.class_id]
     assert names == [COCO_CLASS_NAMES[c] for c in COCO_IDS]         # parts grouped back
     for i in range(MASKS.shape[2]):
-        assert iou(detections.mask[i], MASKS[..., i]) >= 0.9
+        assert mask_iou(detections.mask[i], MASKS[..., i]) >= 0.9
 
 
 # ----------------------------------------------------------------------- VOC

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from references import crop_reference, level_reference
 
 from mrcnn.follow import anchor_level, follow_detection, match_selection, suppressed_in_favour
 from mrcnn.intermediates import compute_intermediates
@@ -16,37 +17,6 @@ f32 = np.float32
 @pytest.fixture(scope="module")
 def record(small_model, photos):
     return compute_intermediates(small_model, photos["astronaut"])
-
-
-def crop_reference(feature_map, box, size):
-    """tf.image.crop_and_resize (bilinear, extrapolation 0) of one normalised box, numpy."""
-    rows, cols = feature_map.shape[:2]
-    y1, x1, y2, x2 = box.astype(np.float64)
-    out = np.zeros((size, size, feature_map.shape[2]))
-    for i in range(size):
-        y = y1 * (rows - 1) + i * (y2 - y1) * (rows - 1) / (size - 1)
-        if not 0 <= y <= rows - 1:
-            continue
-        top, fy = int(math.floor(y)), y - math.floor(y)
-        bottom = min(top + 1, rows - 1)
-        for j in range(size):
-            x = x1 * (cols - 1) + j * (x2 - x1) * (cols - 1) / (size - 1)
-            if not 0 <= x <= cols - 1:
-                continue
-            left, fx = int(math.floor(x)), x - math.floor(x)
-            right = min(left + 1, cols - 1)
-            upper = feature_map[top, left] + (feature_map[top, right] - feature_map[top, left]) * fx
-            lower = (feature_map[bottom, left]
-                     + (feature_map[bottom, right] - feature_map[bottom, left]) * fx)
-            out[i, j] = upper + (lower - upper) * fy
-    return out
-
-
-def level_reference(box, image_hw):
-    h, w = box[2] - box[0], box[3] - box[1]
-    level = np.log(np.sqrt(h * w) / (f32(224.0) / np.sqrt(f32(image_hw[0] * image_hw[1])))) \
-        / np.log(f32(2.0))
-    return int(min(5, max(2, 4 + np.round(level))))
 
 
 def test_each_detections_trail_links_anchor_proposal_roi_and_box(record, small_model):
@@ -69,7 +39,7 @@ def test_each_detections_trail_links_anchor_proposal_roi_and_box(record, small_m
         h, w = (insp.to_pixels(trail.anchor_box)[2:] - insp.to_pixels(trail.anchor_box)[:2])
         assert math.sqrt(h * w) == pytest.approx(trail.anchor_scale, rel=0.05)
         assert w / h == pytest.approx(trail.anchor_ratio, rel=0.1)
-        assert trail.roi_level == level_reference(trail.proposal, insp.molded_shape)
+        assert trail.roi_level == level_reference(trail.proposal, math.prod(insp.molded_shape))
 
 
 def test_anchor_levels_follow_the_per_level_counts(record):
@@ -88,7 +58,7 @@ def test_crops_are_the_heads_inputs(record):
     np.testing.assert_allclose(trail.crop_classifier, crop_reference(level_map, trail.proposal, 7),
                                atol=scale)
     mask_map = insp.pyramid[f"P{trail.mask_level}"]
-    assert trail.mask_level == level_reference(trail.box, insp.molded_shape)
+    assert trail.mask_level == level_reference(trail.box, math.prod(insp.molded_shape))
     np.testing.assert_allclose(trail.crop_mask, crop_reference(mask_map, trail.box, 14),
                                atol=1e-3 * np.abs(mask_map).max())
 

@@ -11,45 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from references import clip_reference, decode_reference, norm_window_reference, tf_exp
 
 from mrcnn.results import filter_detections
 
 f32 = np.float32
-
-
-def decode(boxes, deltas):
-    """matterport's apply_box_deltas_graph in float32, in its operation order.
-
-    exp comes from TensorFlow (numpy's may differ by an ulp), and callers decode the
-    same rows the layer decodes, in its order: TensorFlow's vectorised exp can differ
-    in the last bit between SIMD packets and the scalar tail, so a box's last bit
-    depends on its position in the tensor.
-    """
-    import tensorflow as tf
-    boxes, deltas = boxes.astype(f32), deltas.astype(f32)
-    height = boxes[:, 2] - boxes[:, 0]
-    width = boxes[:, 3] - boxes[:, 1]
-    center_y = boxes[:, 0] + f32(0.5) * height
-    center_x = boxes[:, 1] + f32(0.5) * width
-    center_y = center_y + deltas[:, 0] * height
-    center_x = center_x + deltas[:, 1] * width
-    height = height * tf.exp(deltas[:, 2]).numpy()
-    width = width * tf.exp(deltas[:, 3]).numpy()
-    y1 = center_y - f32(0.5) * height
-    x1 = center_x - f32(0.5) * width
-    return np.stack([y1, x1, y1 + height, x1 + width], axis=1)
-
-
-def clip(boxes, window):
-    window = np.asarray(window, f32)
-    return np.stack([np.clip(boxes[:, i], window[i % 2], window[2 + i % 2]) for i in range(4)],
-                    axis=1)
-
-
-def normalised_window(meta):
-    h, w = meta[4], meta[5]
-    return ((meta[7:11] - np.array([0, 0, 1, 1], f32))
-            / np.array([h - 1, w - 1, h - 1, w - 1], f32)).astype(f32)
 
 
 def check_run(model, outputs, i=0, rpn_run=None):
@@ -72,8 +38,11 @@ def check_run(model, outputs, i=0, rpn_run=None):
     top = np.argsort(-objectness, kind="stable")[:min(cfg.PRE_NMS_LIMIT, len(objectness))]
     assert np.isin(ids, top).all()
     # ...and that anchor refined by its own RPN deltas, clipped, is the proposal.
-    refined = clip(decode(outputs.anchors[top], rpn_deltas[top] * f32(cfg.RPN_BBOX_STD_DEV)),
-                   [0, 0, 1, 1])
+    # exp from TensorFlow, over the rows the layer decodes in its order: TensorFlow's
+    # vectorised exp can differ in the last bit between SIMD packets and the scalar tail.
+    refined = clip_reference(decode_reference(
+        outputs.anchors[top], rpn_deltas[top] * f32(cfg.RPN_BBOX_STD_DEV), exp=tf_exp),
+        [0, 0, 1, 1])
     rank = {int(anchor): k for k, anchor in enumerate(top)}
     np.testing.assert_array_equal(refined[[rank[int(a)] for a in ids]], proposals[real])
 
@@ -93,7 +62,9 @@ def check_run(model, outputs, i=0, rpn_run=None):
     # Every RoI refined by its best class's deltas (as the detection layer does, all rows).
     best = probs.argmax(axis=1)
     specific = deltas[np.arange(len(best)), best] * f32(cfg.BBOX_STD_DEV)
-    boxes = clip(decode(proposals, specific), normalised_window(outputs.metas[i]))
+    meta = outputs.metas[i]
+    boxes = clip_reference(decode_reference(proposals, specific, exp=tf_exp),
+                           norm_window_reference(meta[7:11], meta[4:6]))
     np.testing.assert_array_equal(boxes[rois], detections[present, :4])
     return present.sum()
 

@@ -1,10 +1,12 @@
 """Stage-by-stage semantics of the inference port, each against a numpy reference.
 
-Every reference below is written here from matterport's stated semantics
-(/work/shared/maskrcnn/README.md), not by calling the module under test:
-anchors, molding, box deltas, TensorFlow's NMS, the proposal layer, RoI level
-assignment and crop-and-resize / pyramid RoI-align. Detections, unmolding and
-model-level checks live in ``test_stages_detection.py``.
+Every reference is written from matterport's stated semantics
+(/work/shared/maskrcnn/README.md), not by calling the module under test; the ones
+shared with other test modules (box deltas, TensorFlow's NMS, the proposal layer, RoI
+levels, crop-and-resize) are in ``references.py``, anchors and molding here. Covered:
+anchors, molding, the proposal layer, RoI level assignment and crop-and-resize /
+pyramid RoI-align; the box codec and IoU are in ``test_box_ops.py``; detections,
+unmolding and model-level checks in ``test_stages_detection.py``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,14 @@ import math
 import numpy as np
 import pytest
 import skimage.transform
+from references import (
+    crop_and_resize_reference,
+    iou_reference,
+    level_reference,
+    proposals_reference,
+    random_boxes,
+    tf_log,
+)
 
 from mrcnn import CocoConfig
 from mrcnn.anchors import backbone_shapes, get_anchors, level_anchors
@@ -48,139 +58,6 @@ def normalise_reference(pixel_boxes, image_hw):
     h, w = image_hw
     return ((pixel_boxes - np.array([0, 0, 1, 1])) / np.array([h - 1, w - 1, h - 1, w - 1])
             ).astype(f32)
-
-
-def decode_reference(boxes, deltas, exp=np.exp):
-    """matterport's apply_box_deltas_graph in float32, same operation order."""
-    boxes = boxes.astype(f32)
-    deltas = deltas.astype(f32)
-    height = boxes[..., 2] - boxes[..., 0]
-    width = boxes[..., 3] - boxes[..., 1]
-    center_y = boxes[..., 0] + f32(0.5) * height
-    center_x = boxes[..., 1] + f32(0.5) * width
-    center_y = center_y + deltas[..., 0] * height
-    center_x = center_x + deltas[..., 1] * width
-    height = height * exp(deltas[..., 2])
-    width = width * exp(deltas[..., 3])
-    y1 = center_y - f32(0.5) * height
-    x1 = center_x - f32(0.5) * width
-    y2 = y1 + height
-    x2 = x1 + width
-    return np.stack([y1, x1, y2, x2], axis=-1).astype(f32)
-
-
-def encode_reference(boxes, targets):
-    """Deltas that take ``boxes`` onto ``targets`` (matterport's box_refinement)."""
-    h = boxes[:, 2] - boxes[:, 0]
-    w = boxes[:, 3] - boxes[:, 1]
-    cy = boxes[:, 0] + 0.5 * h
-    cx = boxes[:, 1] + 0.5 * w
-    th = targets[:, 2] - targets[:, 0]
-    tw = targets[:, 3] - targets[:, 1]
-    tcy = targets[:, 0] + 0.5 * th
-    tcx = targets[:, 1] + 0.5 * tw
-    return np.stack([(tcy - cy) / h, (tcx - cx) / w, np.log(th / h), np.log(tw / w)], axis=1)
-
-
-def clip_reference(boxes, window):
-    wy1, wx1, wy2, wx2 = (f32(v) for v in window)
-    out = boxes.astype(f32).copy()
-    out[..., 0] = np.maximum(np.minimum(out[..., 0], wy2), wy1)
-    out[..., 1] = np.maximum(np.minimum(out[..., 1], wx2), wx1)
-    out[..., 2] = np.maximum(np.minimum(out[..., 2], wy2), wy1)
-    out[..., 3] = np.maximum(np.minimum(out[..., 3], wx2), wx1)
-    return out
-
-
-def iou_reference(box, boxes):
-    """TensorFlow's NMS IoU in float32: corners sorted, area <= 0 means IoU 0."""
-    box = box.astype(f32)
-    boxes = boxes.astype(f32).reshape(-1, 4)
-    ay1, ay2 = min(box[0], box[2]), max(box[0], box[2])
-    ax1, ax2 = min(box[1], box[3]), max(box[1], box[3])
-    by1, by2 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
-    bx1, bx2 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
-    area_a = (ay2 - ay1) * (ax2 - ax1)
-    area_b = (by2 - by1) * (bx2 - bx1)
-    inter_h = np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), f32(0))
-    inter_w = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), f32(0))
-    inter = inter_h * inter_w
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / (area_a + area_b - inter)
-    return np.where((area_a <= 0) | (area_b <= 0), f32(0), iou).astype(f32)
-
-
-def nms_reference(boxes, scores, max_output, threshold):
-    """Greedy NMS as tf.image.non_max_suppression: stable order, suppress iff IoU > t."""
-    order = np.argsort(-np.asarray(scores, f32), kind="stable")
-    threshold = f32(threshold)
-    keep = []
-    for i in order:
-        if len(keep) == max_output:
-            break
-        if not keep or not np.any(iou_reference(boxes[i], boxes[keep]) > threshold):
-            keep.append(int(i))
-    return np.array(keep, dtype=np.int64)
-
-
-def proposals_reference(probs, deltas, anchors, count, threshold, pre_nms_limit, std):
-    """matterport's ProposalLayer on numpy arrays: (B, A, 2), (B, A, 4), (B, A, 4)."""
-    out = np.zeros((probs.shape[0], count, 4), f32)
-    for b in range(probs.shape[0]):
-        scores = probs[b, :, 1].astype(f32)          # foreground probability
-        limit = min(pre_nms_limit, scores.shape[0])
-        top = np.argsort(-scores, kind="stable")[:limit]   # top_k: lower index first on ties
-        boxes = decode_reference(anchors[b, top], deltas[b, top] * np.asarray(std, f32))
-        boxes = clip_reference(boxes, (0, 0, 1, 1))
-        keep = nms_reference(boxes, scores[top], count, threshold)
-        out[b, :len(keep)] = boxes[keep]
-    return out
-
-
-def level_reference(boxes, image_area, log=np.log):
-    """min(5, max(2, 4 + round_half_even(log2(sqrt(h*w) / (224/sqrt(area)))))) in float32.
-
-    ``log`` is the float32 natural log; numpy's and TensorFlow's differ by an ulp on
-    some inputs, which only matters for boxes sitting exactly on a .5 boundary.
-    """
-    boxes = boxes.astype(f32)
-    h = boxes[..., 2] - boxes[..., 0]
-    w = boxes[..., 3] - boxes[..., 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        raw = log(np.sqrt(h * w) / (f32(224.0) / np.sqrt(f32(image_area)))) / log(f32(2.0))
-    rounded = np.round(raw)                      # half to even, like tf.round
-    # A degenerate box gives -inf / nan; TensorFlow's int cast makes that INT_MIN -> level 2.
-    level = np.where(np.isfinite(rounded), 4 + np.nan_to_num(rounded), -10 ** 9)
-    return np.clip(level, 2, 5).astype(np.int32)
-
-
-def crop_and_resize_reference(image, boxes, box_indices, crop_hw):
-    """Bilinear crop_and_resize with TensorFlow's sampling and extrapolation value 0."""
-    _, height, width, channels = image.shape
-    crop_h, crop_w = crop_hw
-    out = np.zeros((len(boxes), crop_h, crop_w, channels), f32)
-    for n, (box, b) in enumerate(zip(boxes.astype(f32), box_indices)):
-        y1, x1, y2, x2 = box
-        h_scale = (y2 - y1) * f32(height - 1) / f32(crop_h - 1)
-        w_scale = (x2 - x1) * f32(width - 1) / f32(crop_w - 1)
-        for i in range(crop_h):
-            in_y = y1 * f32(height - 1) + f32(i) * h_scale
-            if in_y < 0 or in_y > height - 1:
-                continue
-            top, bottom = int(np.floor(in_y)), int(np.ceil(in_y))
-            y_lerp = in_y - f32(top)
-            for j in range(crop_w):
-                in_x = x1 * f32(width - 1) + f32(j) * w_scale
-                if in_x < 0 or in_x > width - 1:
-                    continue
-                left, right = int(np.floor(in_x)), int(np.ceil(in_x))
-                x_lerp = in_x - f32(left)
-                tl, tr = image[b, top, left], image[b, top, right]
-                bl, br = image[b, bottom, left], image[b, bottom, right]
-                upper = tl + (tr - tl) * x_lerp
-                lower = bl + (br - bl) * x_lerp
-                out[n, i, j] = upper + (lower - upper) * y_lerp
-    return out
 
 
 # --------------------------------------------------------------------------- #
@@ -378,79 +255,8 @@ def test_other_resize_modes(mode, shape, min_dim, molded_hw, window, scale):
 
 
 # --------------------------------------------------------------------------- #
-#  3. Box deltas and clipping
+#  3. The normalised window (box deltas and clipping: test_box_ops.py)
 # --------------------------------------------------------------------------- #
-def random_boxes(rng, n, low=-0.2, high=1.2, min_size=1e-3):
-    y = np.sort(rng.uniform(low, high, (n, 2)), axis=1)
-    x = np.sort(rng.uniform(low, high, (n, 2)), axis=1)
-    y[:, 1] += min_size
-    x[:, 1] += min_size
-    return np.stack([y[:, 0], x[:, 0], y[:, 1], x[:, 1]], axis=1).astype(f32)
-
-
-def test_apply_box_deltas_is_bit_exact_in_reference_order():
-    import tensorflow as tf
-
-    from mrcnn.box_ops import apply_box_deltas
-
-    rng = np.random.default_rng(0)
-    boxes = random_boxes(rng, 4000)
-    deltas = (rng.standard_normal((4000, 4)) * [0.3, 0.3, 0.5, 0.5]).astype(f32)
-    port = apply_box_deltas(tf.constant(boxes), tf.constant(deltas)).numpy()
-
-    # exp from TensorFlow so only the operation order is under test: must be bit exact.
-    exact = decode_reference(boxes, deltas, exp=lambda d: tf.exp(tf.constant(d)).numpy())
-    np.testing.assert_array_equal(port, exact)
-    # A different (mathematically equal) order is caught: y2 = cy + h/2 instead of y1 + h.
-    h = boxes[:, 2] - boxes[:, 0]
-    cy = boxes[:, 0] + f32(0.5) * h + deltas[:, 0] * h
-    h = h * tf.exp(deltas[:, 2]).numpy()
-    assert np.any(cy + f32(0.5) * h != port[:, 2])
-
-    # numpy's own exp may differ from TensorFlow's by an ulp; the rest follows closely.
-    loose = decode_reference(boxes, deltas)
-    scale = np.abs(boxes).max(axis=1, keepdims=True) + np.abs(loose).max(axis=1, keepdims=True)
-    assert np.all(np.abs(port - loose) <= 4 * np.finfo(f32).eps * scale)
-
-    # Batched (B, N, 4) input gives the same per-box result.
-    batched = apply_box_deltas(tf.constant(boxes.reshape(4, 1000, 4)),
-                               tf.constant(deltas.reshape(4, 1000, 4))).numpy()
-    np.testing.assert_array_equal(batched.reshape(-1, 4), port)
-
-
-def test_clip_boxes_matches_reference():
-    import tensorflow as tf
-
-    from mrcnn.box_ops import clip_boxes
-
-    rng = np.random.default_rng(1)
-    boxes = random_boxes(rng, 500, -0.5, 1.5)
-    boxes[::7] = boxes[::7, [2, 3, 0, 1]]            # some inverted boxes too
-    for window in [(0.0, 0.0, 1.0, 1.0), (0.125, 0.0, 0.875, 1.0),
-                   (f32(42 / 255), f32(0), f32(212 / 255), f32(1))]:
-        port = clip_boxes(tf.constant(boxes), tf.constant(window, tf.float32)).numpy()
-        np.testing.assert_array_equal(port, clip_reference(boxes, window))
-
-
-def test_encode_then_decode_round_trip():
-    import tensorflow as tf
-
-    from mrcnn.box_ops import apply_box_deltas
-
-    rng = np.random.default_rng(2)
-    boxes = random_boxes(rng, 1000, 0, 1, min_size=0.01).astype(np.float64)
-    targets = random_boxes(rng, 1000, 0, 1, min_size=0.01).astype(np.float64)
-    deltas = encode_reference(boxes, targets)
-    decoded = apply_box_deltas(tf.constant(boxes, tf.float32),
-                               tf.constant(deltas, tf.float32)).numpy()
-    np.testing.assert_allclose(decoded, targets, atol=2e-5)
-    # Deltas are in units of the box: the std-dev scaling is a pure multiplication.
-    std = np.array([0.1, 0.1, 0.2, 0.2])
-    decoded = apply_box_deltas(tf.constant(boxes, tf.float32),
-                               tf.constant(deltas / std, tf.float32) * std.astype(f32)).numpy()
-    np.testing.assert_allclose(decoded, targets, atol=2e-5)
-
-
 def test_norm_window_matches_norm_boxes_semantics():
     import tensorflow as tf
 
@@ -597,22 +403,6 @@ def test_proposal_layer_matches_reference_on_random_inputs():
 # --------------------------------------------------------------------------- #
 #  5. RoI level assignment
 # --------------------------------------------------------------------------- #
-def tf_log(x):
-    """TensorFlow's float32 log, the primitive the reference graph uses.
-
-    Its result depends on where an element sits: Eigen evaluates whole SIMD packets
-    with a polynomial and the leftover tail with the scalar log, which differ by an
-    ulp on some inputs (log(0.70710677) is -0.3465736 in a packet, -0.34657362 in the
-    tail). Arrays are padded here to a multiple of 16 so every element takes the
-    packet path, as it does for the 16-box tensors in the boundary test.
-    """
-    import tensorflow as tf
-    x = np.asarray(x, f32)
-    flat = x.ravel()
-    padded = np.concatenate([flat, np.ones((-len(flat)) % 16, f32)])
-    return tf.math.log(tf.constant(padded)).numpy()[:len(flat)].reshape(x.shape)
-
-
 def side_at_raw_level(raw_target, image_area, log):
     """A square side s whose float32 raw level log2(s / (224/sqrt(area))) is exactly target."""
     base = f32(224.0) / np.sqrt(f32(image_area))

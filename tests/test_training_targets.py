@@ -2,14 +2,16 @@
 
 RPN: anchors labelled at IoU 0.7 / 0.3 with every box's best anchors positive,
 balanced to RPN_TRAIN_ANCHORS_PER_IMAGE; detection targets: RoIs sampled at IoU
-0.5 with ROI_POSITIVE_RATIO, deltas, mini-mask crops. References loop over boxes
-one by one in plain Python/numpy and never call the module under test.
+0.5 with ROI_POSITIVE_RATIO, deltas, mini-mask crops. References (here and in
+``references.py``) loop over boxes one by one in plain Python/numpy and never call
+the module under test.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import skimage.draw
+from references import crop_and_resize_reference, encode_reference, iou_matrix, iou_one
 
 from mrcnn.anchors import backbone_shapes, pyramid_anchors
 from mrcnn.config import Config
@@ -34,28 +36,6 @@ class TargetConfig(Config):
 
 def config(**changes):
     return type("C", (TargetConfig,), changes)()
-
-
-def iou_one(a, b):
-    """IoU of two boxes, computed by hand."""
-    ih = min(a[2], b[2]) - max(a[0], b[0])
-    iw = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(ih, 0) * max(iw, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def iou_matrix(boxes1, boxes2):
-    return np.array([[iou_one(a, b) for b in boxes2]
-                     for a in boxes1]).reshape(len(boxes1), len(boxes2))
-
-
-def deltas_reference(box, gt):
-    h, w = box[2] - box[0], box[3] - box[1]
-    gh, gw = gt[2] - gt[0], gt[3] - gt[1]
-    return np.array([((gt[0] + gt[2]) / 2 - (box[0] + box[2]) / 2) / h,
-                     ((gt[1] + gt[3]) / 2 - (box[1] + box[3]) / 2) / w,
-                     np.log(gh / h), np.log(gw / w)])
 
 
 def rpn_labels_reference(anchors, boxes):
@@ -90,9 +70,10 @@ def test_rpn_labels_match_the_reference_when_nothing_is_subsampled():
     np.testing.assert_array_equal(match, labels)
     assert (labels == 1).sum() >= len(GT_BOXES) and (labels == 0).any()
     positives = np.flatnonzero(labels == 1)
-    for row, i in enumerate(positives):           # deltas in anchor order, / RPN_BBOX_STD_DEV
-        expected = deltas_reference(anchors[i], GT_BOXES[best[i]]) / cfg.RPN_BBOX_STD_DEV
-        np.testing.assert_allclose(bbox[row], expected, rtol=1e-5, atol=1e-5)
+    # deltas in anchor order, / RPN_BBOX_STD_DEV
+    expected = encode_reference(anchors[positives], GT_BOXES[best[positives]])
+    np.testing.assert_allclose(bbox[:len(positives)], expected / cfg.RPN_BBOX_STD_DEV,
+                               rtol=1e-5, atol=1e-5)
     assert not bbox[len(positives):].any()
 
 
@@ -119,9 +100,9 @@ def test_rpn_balance_keeps_at_most_half_positives_and_fills_with_negatives(budge
     assert len(negatives) == budget - len(positives)
     assert set(positives) <= set(np.flatnonzero(labels == 1))
     assert set(negatives) <= set(np.flatnonzero(labels == -1))
-    for row, i in enumerate(positives):
-        expected = deltas_reference(anchors[i], boxes[best[i]]) / cfg.RPN_BBOX_STD_DEV
-        np.testing.assert_allclose(bbox[row], expected, rtol=1e-5, atol=1e-5)
+    expected = encode_reference(anchors[positives], boxes[best[positives]])
+    np.testing.assert_allclose(bbox[:len(positives)], expected / cfg.RPN_BBOX_STD_DEV,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_crowd_boxes_are_never_matched_and_their_anchors_never_negative():
@@ -170,26 +151,6 @@ def test_mini_mask_round_trip():
 
 
 # --------------------------------------------------------------------------- detection targets
-def crop_and_resize_reference(image, box, size):
-    """One bilinear crop of a 2-D float32 image, TensorFlow's sampling, 0 outside."""
-    h, w = image.shape
-    y1, x1, y2, x2 = (np.float32(v) for v in box)
-    out = np.zeros(size, np.float32)
-    for i in range(size[0]):
-        y = y1 * (h - 1) + i * ((y2 - y1) * np.float32(h - 1) / np.float32(size[0] - 1))
-        for j in range(size[1]):
-            x = x1 * (w - 1) + j * ((x2 - x1) * np.float32(w - 1) / np.float32(size[1] - 1))
-            if not (0 <= y <= h - 1 and 0 <= x <= w - 1):
-                continue
-            top, left = int(np.floor(y)), int(np.floor(x))
-            bottom, right = min(top + 1, h - 1), min(left + 1, w - 1)
-            dy, dx = np.float32(y - top), np.float32(x - left)
-            upper = image[top, left] + (image[top, right] - image[top, left]) * dx
-            lower = image[bottom, left] + (image[bottom, right] - image[bottom, left]) * dx
-            out[i, j] = upper + (lower - upper) * dy
-    return out
-
-
 def norm(boxes, size=128):
     return ((np.asarray(boxes, np.float64) - [0, 0, 1, 1]) / (size - 1)).astype(np.float32)
 
@@ -261,16 +222,17 @@ def test_detection_targets_match_the_reference(seed, use_mini_mask):
         roi = rois[k]
         g = int(np.argmax(iou_matrix([roi.astype(np.float64)], gt.astype(np.float64))[0]))
         assert roi_class_ids[k] == class_ids[g]
-        np.testing.assert_allclose(deltas[k], deltas_reference(roi.astype(np.float64), gt[g])
-                                   / cfg.BBOX_STD_DEV, rtol=1e-4, atol=1e-4)
+        expected = encode_reference(roi[None].astype(np.float64), gt[g][None])[0]
+        np.testing.assert_allclose(deltas[k], expected / cfg.BBOX_STD_DEV, rtol=1e-4, atol=1e-4)
         if use_mini_mask:
             gy1, gx1, gy2, gx2 = gt[g]
             frame = ((roi - [gy1, gx1, gy1, gx1]) / [gy2 - gy1, gx2 - gx1, gy2 - gy1, gx2 - gx1])
             source = mini[:, :, g].astype(np.float32)
         else:
             frame, source = roi, masks[:, :, g].astype(np.float32)
-        expected = np.round(crop_and_resize_reference(source, frame.astype(np.float32),
-                                                      tuple(cfg.MASK_SHAPE)))
+        crop = crop_and_resize_reference(source[None, :, :, None], frame[None], [0],
+                                         tuple(cfg.MASK_SHAPE))[0, :, :, 0]
+        expected = np.round(crop)
         np.testing.assert_array_equal(roi_masks[k], expected)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.box_ops import box_iou, encode_boxes
 from mrcnn.molding import sk_resize
 
 
@@ -42,33 +43,6 @@ def extract_bboxes(mask) -> np.ndarray:
         if rows.size:
             boxes[i] = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
     return boxes
-
-
-def compute_overlaps(boxes1, boxes2) -> np.ndarray:
-    """IoU of every pair: boxes1 [N, 4], boxes2 [M, 4] -> [N, M] float64."""
-    boxes1 = np.asarray(boxes1, np.float64)
-    boxes2 = np.asarray(boxes2, np.float64)
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    y1 = np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
-    x1 = np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
-    y2 = np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
-    x2 = np.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
-    intersection = np.maximum(y2 - y1, 0) * np.maximum(x2 - x1, 0)
-    union = area1[:, None] + area2[None, :] - intersection
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, intersection / union, 0.0)
-
-
-def box_refinement(boxes, gt_boxes) -> np.ndarray:
-    """Deltas [N, (dy, dx, log(dh), log(dw))] that move ``boxes`` onto ``gt_boxes``."""
-    boxes = np.asarray(boxes, np.float64)
-    gt_boxes = np.asarray(gt_boxes, np.float64)
-    h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    gh, gw = gt_boxes[:, 2] - gt_boxes[:, 0], gt_boxes[:, 3] - gt_boxes[:, 1]
-    dy = (gt_boxes[:, 0] + 0.5 * gh - boxes[:, 0] - 0.5 * h) / h
-    dx = (gt_boxes[:, 1] + 0.5 * gw - boxes[:, 1] - 0.5 * w) / w
-    return np.stack([dy, dx, np.log(gh / h), np.log(gw / w)], axis=1)
 
 
 def minimize_mask(boxes, mask, mini_shape) -> np.ndarray:
@@ -119,7 +93,7 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
     gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
     crowd = gt_class_ids < 0
     if crowd.any():
-        no_crowd = compute_overlaps(anchors, gt_boxes[crowd]).max(axis=1) < 0.001
+        no_crowd = box_iou(anchors, gt_boxes[crowd]).max(axis=1) < 0.001
         gt_boxes = gt_boxes[~crowd]
     else:
         no_crowd = np.ones(len(anchors), bool)
@@ -130,7 +104,7 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
         rpn_match[no_crowd] = -1
         best = np.zeros(len(anchors), np.int64)
     else:
-        overlaps = compute_overlaps(anchors, gt_boxes)             # [A, G]
+        overlaps = box_iou(anchors, gt_boxes)             # [A, G]
         best = overlaps.argmax(axis=1)
         best_iou = overlaps[np.arange(len(anchors)), best]
         rpn_match[(best_iou < 0.3) & no_crowd] = -1
@@ -149,7 +123,7 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
 
     positives = np.flatnonzero(rpn_match == 1)
     if len(positives):
-        deltas = box_refinement(anchors[positives], gt_boxes[best[positives]])
+        deltas = encode_boxes(anchors[positives], gt_boxes[best[positives]])
         rpn_bbox[:len(positives)] = deltas / np.asarray(config.RPN_BBOX_STD_DEV)
     return rpn_match, rpn_bbox
 
@@ -160,29 +134,6 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, rng=None):
 def max_positive_rois(config) -> int:
     """Most positive RoIs one image can get: int(R * ROI_POSITIVE_RATIO)."""
     return int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
-
-
-def overlaps_graph(boxes1, boxes2):
-    """IoU matrix: boxes1 [N, 4], boxes2 [M, 4] -> [N, M] float32 (0 for empty unions)."""
-    b1 = boxes1[:, None, :]
-    b2 = boxes2[None, :, :]
-    height = tf.maximum(
-        tf.minimum(b1[..., 2], b2[..., 2]) - tf.maximum(b1[..., 0], b2[..., 0]), 0.0)
-    width = tf.maximum(
-        tf.minimum(b1[..., 3], b2[..., 3]) - tf.maximum(b1[..., 1], b2[..., 1]), 0.0)
-    intersection = height * width
-    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
-    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
-    return tf.math.divide_no_nan(intersection, area1 + area2 - intersection)
-
-
-def box_refinement_graph(boxes, gt_boxes):
-    """Deltas [N, (dy, dx, log(dh), log(dw))] that move ``boxes`` onto ``gt_boxes``."""
-    h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    gh, gw = gt_boxes[:, 2] - gt_boxes[:, 0], gt_boxes[:, 3] - gt_boxes[:, 1]
-    dy = (gt_boxes[:, 0] + 0.5 * gh - boxes[:, 0] - 0.5 * h) / h
-    dx = (gt_boxes[:, 1] + 0.5 * gw - boxes[:, 1] - 0.5 * w) / w
-    return tf.stack([dy, dx, tf.math.log(gh / h), tf.math.log(gw / w)], axis=1)
 
 
 def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config):
@@ -209,10 +160,10 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
     masks = tf.transpose(tf.boolean_mask(tf.transpose(gt_masks, [2, 0, 1]), instance), [1, 2, 0])
 
     # A column of -1 keeps the reductions defined when the image has no instance.
-    overlaps = tf.concat([overlaps_graph(proposals, boxes), -tf.ones_like(proposals[:, :1])], 1)
+    overlaps = tf.concat([box_iou(proposals, boxes), -tf.ones_like(proposals[:, :1])], 1)
     best_iou = tf.reduce_max(overlaps, axis=1)                            # [p]
     crowd_iou = tf.reduce_max(tf.concat(
-        [overlaps_graph(proposals, crowd_boxes), tf.zeros_like(proposals[:, :1])], 1), axis=1)
+        [box_iou(proposals, crowd_boxes), tf.zeros_like(proposals[:, :1])], 1), axis=1)
     positive = tf.random.shuffle(tf.where(best_iou >= 0.5)[:, 0])[:max_positive_rois(config)]
     positive_count = tf.shape(positive)[0]
     negative_count = tf.cast(
@@ -225,7 +176,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
     assignment = tf.argmax(tf.gather(overlaps, positive), axis=1, output_type=tf.int32)
     roi_boxes = tf.gather(boxes, assignment)
     roi_class_ids = tf.gather(class_ids, assignment)
-    deltas = box_refinement_graph(positive_rois, roi_boxes) / tf.constant(
+    deltas = encode_boxes(positive_rois, roi_boxes) / tf.constant(
         np.asarray(config.BBOX_STD_DEV), tf.float32)
 
     crop_boxes = positive_rois
