@@ -4,7 +4,7 @@
 computation ``model.detect()`` uses (``model.forward()``), but keeps what
 ``detect()`` throws away: C2..C5, P2..P6, RPN objectness and deltas, proposals
 and the anchor each grew from, class probabilities and deltas, the raw
-detections and the RoI each refined, the 28x28 soft masks. Its final detections
+detections and the RoI each refined, the soft masks. Its final detections
 therefore equal ``model.detect([image])`` bit for bit. Everything the "How it
 works" page shows is derived from that one run in numpy and kept in an
 :class:`Intermediates` (no TensorFlow tensors inside, so it pickles and caches),
@@ -53,6 +53,7 @@ class Intermediates:
     resize_limits: tuple            # (IMAGE_MIN_DIM, IMAGE_MAX_DIM) the scale was chosen from
     mean_pixel: np.ndarray          # (3,) subtracted from every pixel
     # 2. backbone and FPN
+    backbone: str                   # BACKBONE: "resnet50" or "resnet101"
     feature_shapes: dict            # name -> (h, w, channels)
     feature_means: dict             # name -> (h, w) float32, mean over channels
     # 3. anchors
@@ -78,11 +79,12 @@ class Intermediates:
     # 5. RoI align
     proposal_levels: np.ndarray     # (P,) pyramid level 2..5 of each real proposal
     crop_ids: np.ndarray            # (k,) proposals whose crops are kept
-    crops_classifier: np.ndarray    # (k, 7, 7, C) float32
-    crops_mask: np.ndarray          # (k, 14, 14, C) float32
+    crops_classifier: np.ndarray    # (k, POOL_SIZE, POOL_SIZE, C) float32
+    crops_mask: np.ndarray          # (k, MASK_POOL_SIZE, MASK_POOL_SIZE, C) float32
     pyramid: dict                   # HEAD_MAPS name -> (h, w, C) float32, the maps RoI align reads
     image_meta: np.ndarray          # (IMAGE_META_SIZE,) float32, the network's image meta
     # 6. classifier and box heads
+    classifier_fc_size: int         # FPN_CLASSIF_FC_LAYERS_SIZE: width of its two FC layers
     class_probs: np.ndarray         # (R, num_classes) softmax of every RoI
     roi_class_ids: np.ndarray       # (R,) argmax class
     roi_scores: np.ndarray          # (R,) probability of that class
@@ -95,15 +97,15 @@ class Intermediates:
     detections: np.ndarray          # (D, 6) normalised [y1, x1, y2, x2, class, score]
     detection_rois: np.ndarray      # (D,) int32 the RoI each detection refined (the run's)
     # 7. masks and the final result, as detect() returns it
-    soft_masks: np.ndarray          # (N, 28, 28) float32 sigmoid mask of each detection's class
+    soft_masks: np.ndarray          # (N, mask h, w) float32 sigmoid mask of the detection's class
     rois: np.ndarray                # (N, 4) int32 original-image pixels
     class_ids: np.ndarray           # (N,) int32
     scores: np.ndarray              # (N,) float32
     masks: np.ndarray               # (h, w, N) bool
     roi_indices: np.ndarray         # (N,) int32 the RoI of each final detection
     detection_levels: np.ndarray    # (N,) pyramid level the mask head read each box from
-    detection_crops_classifier: np.ndarray  # (N, 7, 7, C) its RoI's crop: the classifier's input
-    detection_crops_mask: np.ndarray        # (N, 14, 14, C) its box's crop: the mask head's input
+    detection_crops_classifier: np.ndarray  # (N, POOL_SIZE, ..., C): the classifier's input
+    detection_crops_mask: np.ndarray        # (N, MASK_POOL_SIZE, ..., C): the mask head's input
     class_names: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
 
@@ -168,7 +170,7 @@ def compute_intermediates(model, image) -> Intermediates:
     """
     import tensorflow as tf
 
-    from mrcnn.box_ops import apply_box_deltas, clip_boxes
+    from mrcnn.box_ops import clip_boxes, decode_boxes
 
     cfg = model.config
     image = to_rgb_array(image)
@@ -201,8 +203,8 @@ def compute_intermediates(model, image) -> Intermediates:
     top = np.argsort(-objectness, kind="stable")[:pre_nms_limit]
     pre_nms_scores = objectness[top]
     pre_nms_deltas = rpn_deltas[top] * np.asarray(cfg.RPN_BBOX_STD_DEV, np.float32)
-    pre_nms_boxes = clip_boxes(apply_box_deltas(tf.constant(anchors[top]),
-                                                tf.constant(pre_nms_deltas)),
+    pre_nms_boxes = clip_boxes(decode_boxes(tf.constant(anchors[top]),
+                                            tf.constant(pre_nms_deltas)),
                                tf.constant([0.0, 0.0, 1.0, 1.0])).numpy()
     rank = np.full(len(anchors), -1, np.int64)
     rank[top] = np.arange(len(top))
@@ -211,8 +213,8 @@ def compute_intermediates(model, image) -> Intermediates:
     # RoI align: the level of every proposal, computed over all R rows as the classifier
     # does (TensorFlow's float32 log can differ in the last bit with the tensor's length),
     # and crops through the heads' own RoI-align layers at those levels: a few proposals
-    # for section 5, and every final detection's RoI (7x7) and box (14x14, its level over
-    # all detection slots, as the mask head computes it).
+    # for section 5, and every final detection's RoI (POOL_SIZE) and box (MASK_POOL_SIZE,
+    # its level over all detection slots, as the mask head computes it).
     meta = tf.constant(metas)
     roi_align_classifier, roi_align_mask = (model.heads.roi_align_classifier,
                                             model.heads.roi_align_mask)
@@ -234,7 +236,7 @@ def compute_intermediates(model, image) -> Intermediates:
     roi_scores = class_probs[rows, roi_class_ids]
     roi_deltas = class_deltas[rows, roi_class_ids] * np.asarray(cfg.BBOX_STD_DEV, np.float32)
     window_normalized = norm_boxes(np.asarray(molded.window), molded_shape)
-    roi_refined = clip_boxes(apply_box_deltas(tf.constant(proposals), tf.constant(roi_deltas)),
+    roi_refined = clip_boxes(decode_boxes(tf.constant(proposals), tf.constant(roi_deltas)),
                              tf.constant(window_normalized)).numpy()
 
     # Final detections, unmolded exactly as detect() does, and their RoI-align crops.
@@ -256,7 +258,7 @@ def compute_intermediates(model, image) -> Intermediates:
         molded_image=np.rint(molded.image + np.asarray(cfg.MEAN_PIXEL)).astype(np.uint8),
         window=np.asarray(molded.window, np.int64), scale=float(molded.scale),
         resize_limits=(int(cfg.IMAGE_MIN_DIM), int(cfg.IMAGE_MAX_DIM)),
-        mean_pixel=np.asarray(cfg.MEAN_PIXEL, np.float64),
+        mean_pixel=np.asarray(cfg.MEAN_PIXEL, np.float64), backbone=str(cfg.BACKBONE),
         feature_shapes={name: tuple(int(d) for d in maps[name].shape) for name in FEATURE_NAMES},
         feature_means={name: maps[name].mean(axis=2) for name in FEATURE_NAMES},
         anchor_scales=tuple(int(s) for s in cfg.RPN_ANCHOR_SCALES),
@@ -275,6 +277,7 @@ def compute_intermediates(model, image) -> Intermediates:
         proposal_levels=levels.astype(np.int64), crop_ids=crop_ids,
         crops_classifier=crops_classifier, crops_mask=crops_mask,
         pyramid={name: maps[name] for name in HEAD_MAPS}, image_meta=metas[0],
+        classifier_fc_size=int(cfg.FPN_CLASSIF_FC_LAYERS_SIZE),
         class_probs=class_probs, roi_class_ids=roi_class_ids, roi_scores=roi_scores,
         roi_deltas=roi_deltas, roi_refined_boxes=roi_refined,
         window_normalized=window_normalized,

@@ -2,7 +2,7 @@
 
 One detection's trail (:func:`mrcnn.follow.follow_detection`): the anchor it grew
 from, its proposal, RoI-align level and crops, class probabilities, refined box,
-the boxes NMS removed in its favour, and its 28x28 mask. The object is picked
+the boxes NMS removed in its favour, and its soft mask. The object is picked
 here, or comes from the main page's inspector (``KEY_SELECTED_OBJECT``: the digest of
 its picture, class id, box in original pixels and score).
 """
@@ -15,8 +15,17 @@ from mrcnn.draw import figures as fig
 from mrcnn.draw.overlay import draw_detections, palette
 from mrcnn.explain import paste_soft_mask
 from mrcnn.follow import follow_detection, match_selection
-from studio.inspector_ui import KEY_SELECTED_OBJECT
-from studio.lesson_network_ui import KEPT, SUPPRESSED, WHITE, fmt_box, frame, to_display
+from studio.lesson_network_ui import (
+    KEPT,
+    SUPPRESSED,
+    WHITE,
+    by,
+    fmt_box,
+    frame,
+    sizes,
+    to_display,
+)
+from studio.session_keys import KEY_FOLLOW_PICK, KEY_FOLLOW_SOURCE, KEY_SELECTED_OBJECT
 
 ANCHOR, PROPOSAL, DETECTION = (0, 200, 255), WHITE, (255, 140, 0)
 
@@ -41,12 +50,12 @@ def _start_on_selection(insp, digest: str) -> None:
         st.warning(f"The object selected on the main page ({name}{shown}) is not among this "
                    f"run's detections. {match.reason} Pick another object below.",
                    icon=":material/search_off:")
-    elif st.session_state.get("hiw_follow_source") != marker:
-        st.session_state["hiw_follow_pick"] = match.detection
+    elif st.session_state.get(KEY_FOLLOW_SOURCE) != marker:
+        st.session_state[KEY_FOLLOW_PICK] = match.detection
     if match.detection is not None:
         st.caption(f"The main page's selected {name} is object #{match.detection + 1} here "
                    f"(box overlap IoU {match.overlap:.2f}).")
-    st.session_state["hiw_follow_source"] = marker
+    st.session_state[KEY_FOLLOW_SOURCE] = marker
 
 
 @st.fragment
@@ -63,10 +72,10 @@ def section_follow(insp, digest: str) -> None:
         st.info("No object passed the threshold in this image, so there is nothing to follow.")
         return
     _start_on_selection(insp, digest)
-    if st.session_state.get("hiw_follow_pick", 0) >= n:
-        st.session_state["hiw_follow_pick"] = 0
+    if st.session_state.get(KEY_FOLLOW_PICK, 0) >= n:
+        st.session_state[KEY_FOLLOW_PICK] = 0
     pick = st.selectbox(
-        "Object to follow", list(range(n)), key="hiw_follow_pick",
+        "Object to follow", list(range(n)), key=KEY_FOLLOW_PICK,
         format_func=lambda i: f"#{i + 1} {insp.class_name(insp.class_ids[i])} "
                               f"{insp.scores[i]:.3f}")
     trail = follow_detection(insp, pick)
@@ -89,17 +98,23 @@ def _trail_boxes(insp, trail, name: str) -> None:
     left.image(picture, width="stretch", caption="Cyan: the anchor · white: the proposal · "
                f"orange: the {name} detection (network input)")
     middle.image(close_up, width="stretch", caption="Close-up")
+    right.markdown(trail_steps_text(insp, trail, name))
+
+
+def trail_steps_text(insp, trail, name: str) -> str:
+    """Steps 1-4 of the trail: anchor, RPN deltas, RoI Align, classifier."""
+    z = sizes(insp)
     K = len(insp.pre_nms_scores)
-    right.markdown(
+    return (
         f"1. **Anchor** #{trail.anchor:,} on P{trail.anchor_level}: {trail.anchor_scale} px, "
         f"width/height {trail.anchor_ratio:g}. Objectness **{trail.objectness:.3f}**, "
         f"rank {trail.pre_nms_rank + 1:,} of the {K:,} best anchors kept before NMS.\n"
         f"2. **RPN deltas** (dy, dx, log dh, log dw) {fmt_box(trail.rpn_deltas)} move and "
         f"stretch it into **proposal #{trail.roi + 1}** {fmt_box(trail.proposal)}, which "
         f"survived the RPN's NMS.\n"
-        f"3. **RoI Align** reads the proposal from **P{trail.roi_level}** (7×7 for the "
-        f"classifier); the mask head later reads the refined box from "
-        f"**P{trail.mask_level}** (14×14).\n"
+        f"3. **RoI Align** reads the proposal from **P{trail.roi_level}** ({by(z.pool)} for "
+        f"the classifier); the mask head later reads the refined box from "
+        f"**P{trail.mask_level}** ({by(z.mask_pool)}).\n"
         f"4. **Classifier**: {name} with probability **{trail.class_probs.max():.3f}**; "
         f"the {name} box deltas {fmt_box(trail.class_deltas)} refine the proposal into "
         f"the detection {fmt_box(trail.box)}.")
@@ -107,16 +122,14 @@ def _trail_boxes(insp, trail, name: str) -> None:
 
 def _trail_heads(insp, trail, name: str) -> None:
     order = np.argsort(-trail.class_probs, kind="stable")[:6]
-    crop7, crop14 = trail.crop_classifier, trail.crop_mask
+    crop_cls, crop_msk = trail.crop_classifier, trail.crop_mask
     cols = st.columns([1, 1, 2])
-    cols[0].image(fig.enlarge(fig.colormap(crop7.mean(axis=2)), 196), width="stretch",
+    cols[0].image(fig.enlarge(fig.colormap(crop_cls.mean(axis=2)), 196), width="stretch",
                   caption=f"Classifier input: its proposal from P{trail.roi_level}, "
-                          f"{crop7.shape[0]}×{crop7.shape[1]}×{crop7.shape[2]} "
-                          "(mean over channels)")
-    cols[1].image(fig.enlarge(fig.colormap(crop14.mean(axis=2)), 196), width="stretch",
+                          f"{by(crop_cls.shape)} (mean over channels)")
+    cols[1].image(fig.enlarge(fig.colormap(crop_msk.mean(axis=2)), 196), width="stretch",
                   caption=f"Mask-head input: its box from P{trail.mask_level}, "
-                          f"{crop14.shape[0]}×{crop14.shape[1]}×{crop14.shape[2]} "
-                          "(mean over channels)")
+                          f"{by(crop_msk.shape)} (mean over channels)")
     cols[2].image(fig.class_bars([insp.class_name(c) for c in order], trail.class_probs[order]),
                   width="stretch",
                   caption=f"Its six most likely classes of {len(trail.class_probs)} (softmax)")
@@ -158,10 +171,16 @@ def _trail_mask(insp, trail, pick: int, name: str) -> None:
     drawn = draw_detections(insp.image, result, insp.class_names, show_labels=False,
                             colors=colour)
     region = fig.zoom_region(insp.rois[pick], insp.image.shape, margin=0.25)
-    st.markdown(f"6. **Mask head**: a 28×28 probability map for {name}, stretched over "
-                f"the box {tuple(int(v) for v in insp.rois[pick])} and cut at 0.5.")
+    st.markdown(trail_mask_text(insp, trail, pick, name))
     left, right, _ = st.columns([1, 1, 1])
     left.image(fig.enlarge(fig.colormap(soft, "magma", 0.0, 1.0), 280), width="stretch",
-               caption=f"28×28 soft mask before pasting, values {soft.min():.2f}–{soft.max():.2f}")
+               caption=f"{by(soft.shape)} soft mask before pasting, "
+                       f"values {soft.min():.2f}–{soft.max():.2f}")
     right.image(fig.zoom(drawn, region, smooth=False), width="stretch",
                 caption=f"Pasted into the photo: {int(mask.sum()):,} pixels")
+
+
+def trail_mask_text(insp, trail, pick: int, name: str) -> str:
+    """Step 6 of the trail: the mask head's map for the detection's class."""
+    return (f"6. **Mask head**: a {by(trail.soft_mask.shape)} probability map for {name}, "
+            f"stretched over the box {tuple(int(v) for v in insp.rois[pick])} and cut at 0.5.")

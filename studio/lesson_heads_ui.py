@@ -12,22 +12,67 @@ from studio.lesson_network_ui import (
     LEVEL_COLOURS,
     SUPPRESSED,
     WHITE,
+    by,
     fmt_box,
     frame,
     shapes_line,
+    sizes,
     to_display,
 )
+
+# ---------------------------------------------------------------- text (sizes from the run)
+
+def roi_align_text(insp) -> str:
+    z = sizes(insp)
+    return ("Each proposal is cut out of one pyramid level and resampled to a fixed grid "
+            f"(bilinear crop-and-resize): {by(z.pool)} for the classifier, {by(z.mask_pool)} "
+            "for the mask head. Big boxes read the coarse maps, small boxes the fine ones; "
+            "a 224×224 box (ImageNet's picture size) reads P4.")
+
+
+def roi_align_shapes(insp) -> list[str]:
+    z = sizes(insp)
+    return [f"classifier input ({len(insp.proposals)}, {z.pool[0]}, {z.pool[1]}, "
+            f"{z.pyramid_channels})",
+            f"mask-head input (detections, {z.mask_pool[0]}, {z.mask_pool[1]}, "
+            f"{z.pyramid_channels})"]
+
+
+def heads_text(insp) -> str:
+    z = sizes(insp)
+    return (f"Every proposal's {by(z.pool, z.pyramid_channels)} crop goes through two fully "
+            f"connected layers of {z.fc}. One output is a probability for each of the "
+            f"{z.classes} classes (background included), the other four box deltas per "
+            "class. The best class wins and its deltas refine the box; background and "
+            "scores below the threshold are dropped, then NMS per class (IoU > "
+            f"{insp.detection_nms_threshold:g}) removes duplicates and the best "
+            f"{insp.detection_max_instances} remain.")
+
+
+def masks_text(insp) -> str:
+    z = sizes(insp)
+    return (f"For each detection, a {by(z.mask_pool, z.pyramid_channels)} crop goes through "
+            "four 3×3 convolutions and one 2× up-convolution, giving a "
+            f"{by(z.mask)} probability map for every class; only the detected class's map "
+            "is used. It is stretched over the box and cut at 0.5.")
+
+
+def masks_shapes(insp) -> list[str]:
+    z = sizes(insp)
+    return [f"mask head output (1, {insp.detection_max_instances}, {z.mask[0]}, {z.mask[1]}, "
+            f"{z.classes})",
+            f"final masks ({insp.image.shape[0]}, {insp.image.shape[1]}, "
+            f"{len(insp.class_ids)}) bool"]
+
+
+# ---------------------------------------------------------------- sections
 
 
 @st.fragment
 def section_roi_align(insp) -> None:
     st.header("5. RoI Align", anchor="roi-align")
     H, W = insp.molded_shape
-    st.markdown(
-        "Each proposal is cut out of one pyramid level and resampled to a fixed grid "
-        "(bilinear crop-and-resize): 7×7 for the classifier, 14×14 for the mask head. "
-        "Big boxes read the coarse maps, small boxes the fine ones; a 224×224 box "
-        "(ImageNet's picture size) reads P4.")
+    st.markdown(roi_align_text(insp))
     st.latex(r"\text{level} = \min\Big(5,\ \max\big(2,\ 4 + \operatorname{round}"
              r"\big(\log_2 \tfrac{\sqrt{h\,w}}{224/\sqrt{H\,W}}\big)\big)\Big)")
     counts = np.bincount(insp.proposal_levels, minlength=6)[2:6]
@@ -54,37 +99,30 @@ def section_roi_align(insp) -> None:
     picture = fig.draw_boxes(picture, [box_px], [WHITE], width=4,
                                   labels=[f"#{index + 1} → P{f['level']}"], scale=s)
     patch = explain.image_patch(insp, box_px)
-    crop7 = insp.crops_classifier[choice]
-    crop14 = insp.crops_mask[choice]
+    crop_cls = insp.crops_classifier[choice]
+    crop_msk = insp.crops_mask[choice]
     cols = st.columns([2, 1, 1, 1])
     cols[0].image(picture, width="stretch",
                   caption=f"Top {top} proposals coloured by level "
                           "(P2 blue, P3 green, P4 yellow, P5 red); white: the chosen one")
     cols[1].image(fig.resize_picture(patch, (196, 196)), width="stretch",
                   caption=f"The image under it ({patch.shape[0]}×{patch.shape[1]} px)")
-    cols[2].image(fig.enlarge(fig.colormap(crop7.mean(axis=2)), 196),
+    cols[2].image(fig.enlarge(fig.colormap(crop_cls.mean(axis=2)), 196),
                   width="stretch",
-                  caption=f"Classifier crop {crop7.shape[0]}×{crop7.shape[1]}×{crop7.shape[2]} "
+                  caption=f"Classifier crop {by(crop_cls.shape)} "
                           "(mean over channels)")
-    cols[3].image(fig.enlarge(fig.colormap(crop14.mean(axis=2)), 196),
+    cols[3].image(fig.enlarge(fig.colormap(crop_msk.mean(axis=2)), 196),
                   width="stretch",
-                  caption=f"Mask crop {crop14.shape[0]}×{crop14.shape[1]}×{crop14.shape[2]} "
+                  caption=f"Mask crop {by(crop_msk.shape)} "
                           "(mean over channels)")
-    shapes_line(f"classifier input ({len(insp.proposals)}, 7, 7, 256)",
-                "mask-head input (detections, 14, 14, 256)")
+    shapes_line(*roi_align_shapes(insp))
 
 
 @st.fragment
 def section_heads(insp) -> None:
     st.header("6. Classifier and box heads", anchor="heads")
     R, C = insp.class_probs.shape
-    st.markdown(
-        f"Every proposal's 7×7×256 crop goes through two fully connected layers of "
-        f"1024. One output is a probability for each of the {C} classes (background "
-        f"included), the other four box deltas per class. The best class wins and its "
-        f"deltas refine the box; background and scores below the threshold are "
-        f"dropped, then NMS per class (IoU > {insp.detection_nms_threshold:g}) removes "
-        f"duplicates and the best {insp.detection_max_instances} remain.")
+    st.markdown(heads_text(insp))
     shapes_line(f"class probabilities (1, {R}, {C})", f"box deltas (1, {R}, {C}, 4)",
                 f"detections (1, {insp.detection_max_instances}, 6)")
     s = to_display(insp)
@@ -191,13 +229,8 @@ def iou_explainer() -> None:
 def section_masks(insp) -> None:
     st.header("7. Mask head", anchor="masks")
     N = len(insp.class_ids)
-    st.markdown(
-        "For each detection, a 14×14×256 crop goes through four 3×3 convolutions and "
-        "one 2× up-convolution, giving a 28×28 probability map for every class; only "
-        "the detected class's map is used. It is stretched over the box and cut at 0.5.")
-    shapes_line(f"mask head output (1, {insp.detection_max_instances}, 28, 28, "
-                f"{insp.class_probs.shape[1]})",
-                f"final masks ({insp.image.shape[0]}, {insp.image.shape[1]}, {N}) bool")
+    st.markdown(masks_text(insp))
+    shapes_line(*masks_shapes(insp))
     st.metric("Detections", f"{N:,}")
     if N == 0:
         st.info("No object passed the threshold in this image, so there is no mask to show.")
@@ -220,7 +253,7 @@ def section_masks(insp) -> None:
     cols = st.columns(3)
     cols[0].image(fig.enlarge(fig.colormap(soft, "magma", 0.0, 1.0), 280),
                   width="stretch",
-                  caption=f"28×28 soft mask, values {soft.min():.2f}–{soft.max():.2f}")
+                  caption=f"{by(soft.shape)} soft mask, values {soft.min():.2f}–{soft.max():.2f}")
     cols[1].image(fig.zoom(unlabelled, region, smooth=False), width="stretch",
                   caption=f"Stretched over the box {tuple(int(v) for v in insp.rois[pick])} "
                           f"and cut at {threshold:.2f} (close-up)")

@@ -6,6 +6,8 @@ so moving a control reruns only that section.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import streamlit as st
 
@@ -35,6 +37,54 @@ def fmt_box(box) -> str:
 
 def shapes_line(*parts) -> None:
     st.caption(" · ".join(parts))
+
+
+@dataclass(frozen=True)
+class NetworkSizes:
+    """The sizes the lesson states, as this run's network has them: read from its
+    tensors, and from the config values the record keeps where no tensor shows one."""
+    backbone: str              # "ResNet-101": BACKBONE
+    stage_channels: tuple      # C2..C5 channels (the backbone's stage widths)
+    pyramid_channels: int      # P2..P6 channels: TOP_DOWN_PYRAMID_SIZE
+    pool: tuple                # the classifier's crop (h, w): POOL_SIZE
+    mask_pool: tuple           # the mask head's crop (h, w): MASK_POOL_SIZE
+    mask: tuple                # the mask head's output (h, w): MASK_SHAPE
+    fc: int                    # width of the classifier's FC layers: FPN_CLASSIF_FC_LAYERS_SIZE
+    classes: int               # NUM_CLASSES, background included
+
+
+def sizes(insp) -> NetworkSizes:
+    name = insp.backbone
+    return NetworkSizes(
+        backbone=f"ResNet-{name[len('resnet'):]}" if name.startswith("resnet") else name,
+        stage_channels=tuple(insp.feature_shapes[c][2] for c in ("C2", "C3", "C4", "C5")),
+        pyramid_channels=insp.feature_shapes["P2"][2],
+        pool=tuple(insp.crops_classifier.shape[1:3]),
+        mask_pool=tuple(insp.crops_mask.shape[1:3]),
+        mask=tuple(insp.soft_masks.shape[1:3]),
+        fc=insp.classifier_fc_size, classes=insp.class_probs.shape[1])
+
+
+def by(*dims) -> str:
+    """Dimensions as the page writes them: by((7, 7), 256) -> "7×7×256"."""
+    flat = [d for dim in dims for d in (dim if isinstance(dim, tuple) else (dim,))]
+    return "×".join(str(int(d)) for d in flat)
+
+
+def backbone_text(insp) -> str:
+    z = sizes(insp)
+    return (f"A {z.backbone} turns the image into feature maps at four resolutions, C2 to "
+            "C5: each step halves the size and adds channels. The Feature Pyramid Network "
+            "then adds coarse, meaningful features back into the finer maps, giving P2 to "
+            f"P6 with {z.pyramid_channels} channels each (P6 is P5 subsampled, used only for "
+            "proposals). Each picture shows one map's mean over its channels.")
+
+
+def backbone_shapes(insp) -> list[str]:
+    z = sizes(insp)
+    return ["stride = input pixels per map cell",
+            f"C2..C5 channels {', '.join(str(c) for c in z.stage_channels)}; "
+            f"P2..P6 channels {z.pyramid_channels}"]
 
 
 # ---------------------------------------------------------------- sections
@@ -72,12 +122,7 @@ def section_input(insp, label: str) -> None:
 @st.fragment
 def section_backbone(insp) -> None:
     st.header("2. Backbone and FPN", anchor="backbone")
-    st.markdown(
-        "A ResNet-101 turns the image into feature maps at four resolutions, C2 to C5: "
-        "each step halves the size and adds channels. The Feature Pyramid Network "
-        "then adds coarse, meaningful features back into the finer maps, giving P2 to P6 "
-        "with 256 channels each (P6 is P5 subsampled, used only for proposals). "
-        "Each picture shows one map's mean over its channels.")
+    st.markdown(backbone_text(insp))
     overlay = st.toggle("Show the maps over the image", value=True, key="hiw_overlay")
     base = frame(insp)
     for row in (("C2", "C3", "C4", "C5"), ("P2", "P3", "P4", "P5", "P6")):
@@ -90,8 +135,7 @@ def section_backbone(insp) -> None:
             col.image(picture, width="stretch",
                       caption=f"{name}: {rows}×{columns}×{channels}, "
                               f"stride {explain.FEATURE_STRIDES[name]}")
-    shapes_line("stride = input pixels per map cell",
-                "C2..C5 channels 256, 512, 1024, 2048; P2..P6 channels 256")
+    shapes_line(*backbone_shapes(insp))
 
 
 @st.fragment
@@ -184,7 +228,8 @@ def section_rpn(insp) -> None:
                 width="stretch",
                 caption=f"After NMS: {int(kept.sum())} kept (green), "
                         f"{int((~kept).sum())} suppressed (red)")
-    st.markdown("**Objectness per level** (the best of the three anchors at each cell):")
+    st.markdown(f"**Objectness per level** (the best of the {len(insp.anchor_ratios)} "
+                "anchors at each cell):")
     cols = st.columns(5)
     for col, (name, scores) in zip(cols, explain.objectness_maps(insp).items()):
         col.image(fig.enlarge(fig.colormap(scores, "viridis", 0.0, 1.0), 256),

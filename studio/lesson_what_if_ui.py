@@ -13,12 +13,12 @@ import streamlit as st
 
 from mrcnn.draw import figures as fig
 from mrcnn.draw.overlay import draw_detections, palette
-from mrcnn.what_if import masks_what_if, match_objects, nms_what_if
+from mrcnn.what_if import SAME_OBJECT_IOU, masks_what_if, match_objects, nms_what_if
 from studio.fair_queue import QueueFull
 from studio.jobs import heads_rerun_job
-from studio.lesson_network_ui import WHITE, frame, to_display
+from studio.lesson_network_ui import WHITE, by, frame, sizes, to_display
 from studio.public import report_error
-from studio.shared import run_through_queue
+from studio.queue_ui import run_through_queue
 
 GAINED, LOST = (40, 210, 90), (235, 60, 50)
 PROPOSAL_COUNTS = (50, 100, 200, 300, 500, 1000, 1500, 2000)
@@ -135,7 +135,12 @@ def _show_rerun(insp, rerun) -> None:
              caption=f"Detections with RPN NMS at {rerun.rpn_nms_threshold:g} and "
                      f"{rerun.proposal_slots:,} proposal slots ({rerun.seconds:.1f} s, "
                      "backbone not rerun). An object counts as the same when its class "
-                     "matches and the boxes overlap by IoU ≥ 0.5.")
+                     f"matches and the boxes overlap by IoU ≥ {SAME_OBJECT_IOU:g}.")
+
+
+def mask_cut_caption(insp) -> str:
+    return (f"A pixel belongs to the object when its stretched {by(sizes(insp).mask)} mask "
+            "probability is at least this value (the network uses 0.5).")
 
 
 @st.fragment
@@ -146,8 +151,7 @@ def what_if_masks(insp) -> None:
     with left:
         threshold = st.slider("Mask threshold for every object", 0.05, 0.95, 0.5, step=0.05,
                               key="hiw_whatif_mask")
-        st.caption("A pixel belongs to the object when its stretched 28×28 mask "
-                   "probability is at least this value (the network uses 0.5).")
+        st.caption(mask_cut_caption(insp))
     if n == 0:
         right.info("No object passed the threshold in this image, so there is no mask to cut.")
         return

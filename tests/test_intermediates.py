@@ -11,6 +11,7 @@ import pickle
 
 import numpy as np
 import pytest
+from references import crop_reference, level_reference
 
 from mrcnn import CocoConfig
 from mrcnn.anchors import get_anchors
@@ -24,42 +25,6 @@ f32 = np.float32
 def anchor_formula(image_hw, strides, ratios) -> int:
     return sum(math.ceil(image_hw[0] / s) * math.ceil(image_hw[1] / s) * len(ratios)
                for s in strides)
-
-
-def level_reference(boxes, image_hw):
-    """min(5, max(2, 4 + round(log2(sqrt(h*w) / (224 / sqrt(H*W)))))), float32, half to even."""
-    boxes = boxes.astype(f32)
-    h = boxes[:, 2] - boxes[:, 0]
-    w = boxes[:, 3] - boxes[:, 1]
-    area = f32(image_hw[0] * image_hw[1])
-    with np.errstate(divide="ignore"):
-        level = np.log(np.sqrt(h * w) / (f32(224.0) / np.sqrt(area))) / np.log(f32(2.0))
-    return np.minimum(5, np.maximum(2, 4 + np.round(level).astype(np.int64)))
-
-
-def crop_reference(feature_map, box, size):
-    """tf.image.crop_and_resize (bilinear, extrapolation 0) of one normalised box, numpy."""
-    rows, cols = feature_map.shape[:2]
-    y1, x1, y2, x2 = box.astype(np.float64)
-    out = np.zeros((size, size, feature_map.shape[2]), np.float64)
-    for i in range(size):
-        y = y1 * (rows - 1) + i * (y2 - y1) * (rows - 1) / (size - 1)
-        if y < 0 or y > rows - 1:
-            continue
-        top, frac_y = int(math.floor(y)), y - math.floor(y)
-        bottom = min(top + 1, rows - 1)
-        for j in range(size):
-            x = x1 * (cols - 1) + j * (x2 - x1) * (cols - 1) / (size - 1)
-            if x < 0 or x > cols - 1:
-                continue
-            left, frac_x = int(math.floor(x)), x - math.floor(x)
-            right = min(left + 1, cols - 1)
-            upper = (feature_map[top, left]
-                     + (feature_map[top, right] - feature_map[top, left]) * frac_x)
-            lower = (feature_map[bottom, left]
-                     + (feature_map[bottom, right] - feature_map[bottom, left]) * frac_x)
-            out[i, j] = upper + (lower - upper) * frac_y
-    return out
 
 
 def assert_same_result(inspection: Intermediates, expected: dict) -> None:
@@ -146,7 +111,8 @@ def test_unsaturated_proposal_count(small_model, photos):
 def test_level_assignment_matches_the_formula(astronaut_run):
     insp = astronaut_run
     real = insp.proposals[:insp.proposal_count]
-    np.testing.assert_array_equal(insp.proposal_levels, level_reference(real, insp.molded_shape))
+    np.testing.assert_array_equal(insp.proposal_levels,
+                                  level_reference(real, math.prod(insp.molded_shape)))
     for index in insp.crop_ids:
         f = level_formula(insp, index)
         assert f["level"] == min(5, max(2, 4 + f["rounded"]))
@@ -163,8 +129,8 @@ def test_crops_are_7x7_and_14x14_from_the_assigned_level(astronaut_run, small_mo
     assert insp.crops_mask.shape == (k, 14, 14, channels)
     # Recompute the pyramid map of the first crop's level and crop it in numpy.
     batch, _, _ = small_model.mold_inputs([photos["astronaut"]])
-    net = small_model.folded
-    p_maps = net.pyramid(*net.backbone(tf.constant(batch)))
+    features = small_model.network.features(tf.constant(batch))
+    p_maps = [features[name] for name in ("P2", "P3", "P4", "P5")]
     first = int(insp.crop_ids[0])
     level_map = p_maps[int(insp.proposal_levels[first]) - 2][0].numpy()
     box = insp.proposals[first]
