@@ -2,7 +2,7 @@
 
 The page only lays out what ``studio/`` provides: inputs (``studio.inputs_ui``),
 results (``studio.results_ui``), Run all (``studio.run_all_ui``), and the model,
-queue and results shared by every visitor of this server (``studio.shared``).
+queue and results shared by every visitor of this server (``studio.services``).
 
 Run it with ``streamlit run app.py``. ``MRCNN_WEIGHTS`` names another weights
 file than ``weights/mask_rcnn_coco.h5``, ``MRCNN_CONFIG`` another model config
@@ -19,13 +19,9 @@ from studio.inputs_ui import choose, input_area, load_picture
 from studio.public import guarded, public_mode, report_error
 from studio.results_ui import show_results, sidebar_settings, stored_run
 from studio.run_all_ui import run_all_section
-from studio.shared import (
-    KEY_IMAGE,
-    KEY_IMAGE_DIGEST,
-    KEY_IMAGE_NAME,
-    ready_services,
-    service_settings,
-)
+from studio.services import ready_services
+from studio.session_keys import KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME
+from studio.settings import service_settings
 
 PAGE_STYLE = """<style>
 .st-key-samples [data-testid='stImage'] img {aspect-ratio: 1 / 1; object-fit: cover;

@@ -2,7 +2,7 @@
 
 Every number and picture comes from ``mrcnn.intermediates.compute_intermediates``
 (the loaded weights, the engine's own computation): the network runs once per
-image, through the same fair queue as the main page (``studio.shared``), and the
+image, through the same fair queue as the main page (``studio.queue_ui``), and the
 result is kept with the main page's results; every control afterwards only
 redraws pictures (``studio.lesson_network_ui``, ``studio.lesson_heads_ui``,
 ``studio.lesson_follow_ui``), except the "What if" section's proposal settings,
@@ -16,7 +16,6 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from mrcnn.inputs.samples import samples_for
 from mrcnn.pixels import to_rgb_array
 from studio.fair_queue import QueueFull
 from studio.jobs import intermediates_job, sample_digest
@@ -25,13 +24,10 @@ from studio.lesson_heads_ui import iou_explainer, section_heads, section_masks, 
 from studio.lesson_network_ui import section_anchors, section_backbone, section_input, section_rpn
 from studio.lesson_what_if_ui import section_what_if
 from studio.public import guarded, report_error
-from studio.shared import (
-    KEY_IMAGE,
-    KEY_IMAGE_DIGEST,
-    KEY_IMAGE_NAME,
-    ready_services,
-    run_through_queue,
-)
+from studio.queue_ui import run_through_queue
+from studio.sample_sets import samples_for
+from studio.services import ready_services
+from studio.session_keys import KEY_IMAGE, KEY_IMAGE_DIGEST, KEY_IMAGE_NAME
 
 st.set_page_config(page_title="How it works · Mask R-CNN Studio", page_icon=":mag:",
                    layout="wide")

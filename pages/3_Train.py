@@ -18,8 +18,8 @@ import streamlit as st
 from mrcnn.draw.figures import enlarge
 from mrcnn.draw.overlay import draw_detections
 from mrcnn.training.losses import LOSS_NAMES
-from studio.public import guarded, is_operator, operator_unlock
-from studio.shared import CONFIG_ENV, setting
+from studio.public import guarded, is_operator, operator_unlock, setting
+from studio.settings import CONFIG_ENV
 from studio.training_run import SHAPES_CONFIG, RunInProgress, RunSpec, TrainingRun
 
 st.set_page_config(page_title="Train · Mask R-CNN Studio", page_icon=":chart_with_downwards_trend:",

@@ -17,10 +17,19 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from mrcnn.inputs.samples import samples_for
 from mrcnn.inputs.uploads import SUPPORTED_EXTENSIONS, ImageDecodeError, decode_fitted, fit_within
 from studio.jobs import sample_digest
-from studio.shared import Services, session_id
+from studio.sample_sets import samples_for
+from studio.services import Services
+from studio.session_keys import (
+    KEY_DECODED_UPLOADS,
+    KEY_PICKED,
+    KEY_PICKER,
+    KEY_SAMPLE,
+    KEY_SEEN_PICTURES,
+    KEY_UPLOAD_DIGESTS,
+)
+from studio.sessions import session_id
 
 logger = logging.getLogger("mrcnn.studio")
 
@@ -44,10 +53,6 @@ def upload_limit_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
-#: Session key: upload key -> (working image, original (h, w)), or the error sentence.
-DECODED_KEY = "_decoded_uploads"
-
-
 @st.cache_resource
 def decode_pool() -> ThreadPoolExecutor:
     """Decodes for every visitor, at most one per core at a time: a pile of huge
@@ -65,7 +70,7 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple]:
 def decode_new_uploads(uploads: list, services: Services) -> dict:
     """Decode the uploads this session has not decoded yet (in the shared pool);
     returns the session's cache, upload key -> (image, size) or an error sentence."""
-    decoded: dict = st.session_state.setdefault(DECODED_KEY, {})
+    decoded: dict = st.session_state.setdefault(KEY_DECODED_UPLOADS, {})
     wanted = {key for _, _, key in uploads}
     for stale in [key for key in decoded if key not in wanted]:
         del decoded[stale]
@@ -105,7 +110,7 @@ def load_picture(picture: Picture, services: Services) -> tuple[np.ndarray, tupl
     """(working image, original (h, w)): a sample's, or an upload this session decoded."""
     if picture.file is None:
         return sample_image(services.config_path, picture.sample, services)
-    value = st.session_state.get(DECODED_KEY, {}).get(picture.key)
+    value = st.session_state.get(KEY_DECODED_UPLOADS, {}).get(picture.key)
     if not isinstance(value, tuple):        # not decoded in this session (or unreadable)
         value = decode_upload(picture.file.getvalue(), services.limits.image_pixels)
     return value
@@ -113,15 +118,15 @@ def load_picture(picture: Picture, services: Services) -> tuple[np.ndarray, tupl
 
 def file_digest(file) -> str:
     """SHA-256 of an upload, computed once per upload and kept in the session."""
-    digests = st.session_state.setdefault("digests", {})
+    digests = st.session_state.setdefault(KEY_UPLOAD_DIGESTS, {})
     if file.file_id not in digests:
         digests[file.file_id] = hashlib.sha256(file.getvalue()).hexdigest()
     return digests[file.file_id]
 
 
 def _pick_sample(name: str, title: str) -> None:
-    st.session_state["sample"] = name
-    st.session_state["picked"] = f"Sample: {title}"
+    st.session_state[KEY_SAMPLE] = name
+    st.session_state[KEY_PICKED] = f"Sample: {title}"
 
 
 def input_area(services: Services) -> list[Picture]:
@@ -179,7 +184,7 @@ def input_area(services: Services) -> list[Picture]:
         picture = Picture(_unique_name(name, names), key, file_digest(file), file)
         names.add(picture.name)
         pictures.append(picture)
-    sample = st.session_state.get("sample")
+    sample = st.session_state.get(KEY_SAMPLE)
     if sample in samples:
         pictures.append(Picture(f"Sample: {samples[sample].title}", f"sample:{sample}",
                                 sample_digest(services.config_path, sample), sample=sample))
@@ -196,22 +201,22 @@ def _unique_name(name: str, taken: set[str]) -> str:
 
 
 def _sync_pick() -> None:
-    st.session_state["picked"] = st.session_state["picker"]
+    st.session_state[KEY_PICKED] = st.session_state[KEY_PICKER]
 
 
 def choose(pictures: list[Picture]) -> Picture:
     """The picture to inspect: the visitor's pick, else the newest arrival."""
-    seen = st.session_state.setdefault("seen", set())
+    seen = st.session_state.setdefault(KEY_SEEN_PICTURES, set())
     new = [p for p in pictures if p.key not in seen and not p.key.startswith("sample:")]
     seen.update(p.key for p in pictures)
     if new:
-        st.session_state["picked"] = new[-1].name
+        st.session_state[KEY_PICKED] = new[-1].name
     names = [p.name for p in pictures]
-    picked = st.session_state.get("picked")
+    picked = st.session_state.get(KEY_PICKED)
     if picked not in names:
         picked = names[-1]
-    st.session_state["picked"] = picked
+    st.session_state[KEY_PICKED] = picked
     if len(pictures) > 1:
-        st.session_state["picker"] = picked
-        st.selectbox("Image to inspect", names, key="picker", on_change=_sync_pick)
+        st.session_state[KEY_PICKER] = picked
+        st.selectbox("Image to inspect", names, key=KEY_PICKER, on_change=_sync_pick)
     return pictures[names.index(picked)]

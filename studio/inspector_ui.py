@@ -23,11 +23,16 @@ from mrcnn.classes import class_name
 from mrcnn.draw.overlay import inner_boundary, to_png_bytes
 from mrcnn.export.bundle import cutout_filename, mask_filename
 from mrcnn.export.coco import coco_results
+from studio.session_keys import (
+    KEY_INSPECTED,
+    KEY_LAST_OBJECTS_TABLE,
+    KEY_LAST_OVERLAY_CLICK,
+    KEY_OBJECTS_TABLE,
+    KEY_OVERLAY_CLICK,
+    KEY_SELECTED_OBJECT,
+    KEY_TABLE_ROWS,
+)
 
-KEY_INSPECTED = "inspected_object"       # {"digest", "index": the object's place in the run}
-KEY_SELECTED_OBJECT = "selected_object"  # what the teaching page follows
-OVERLAY_KEY = "overlay_click"
-TABLE_KEY = "objects_table"
 GRID_CELLS = 96                          # click targets across the longer side
 VIEW_SIDE = 1024                         # longest side of the clickable picture
 COLUMN_WIDTH = 640                       # about half the wide layout, in CSS pixels
@@ -37,11 +42,12 @@ def inspected(run_size: int, digest: str) -> int | None:
     """The run index of the object being inspected in picture ``digest``, after this
     run's clicks. A new overlay click or table selection (compared with the last run's)
     wins; the gallery's buttons set it through their callback."""
-    for key, rows_key in ((OVERLAY_KEY, None), (TABLE_KEY, "_table_rows")):
+    for key, last_key, rows_key in ((KEY_OVERLAY_CLICK, KEY_LAST_OVERLAY_CLICK, None),
+                                    (KEY_OBJECTS_TABLE, KEY_LAST_OBJECTS_TABLE, KEY_TABLE_ROWS)):
         state = st.session_state.get(key)
         picked = _picked(state, key)
-        last = st.session_state.get(f"_last_{key}")
-        st.session_state[f"_last_{key}"] = picked
+        last = st.session_state.get(last_key)
+        st.session_state[last_key] = picked
         if picked is None or picked == last:
             continue
         if rows_key is None:
@@ -61,7 +67,7 @@ def _picked(state, key) -> int | None:
         return None
     selection = state.get("selection", {}) if isinstance(state, dict) else getattr(
         state, "selection", {})
-    if key == OVERLAY_KEY:
+    if key == KEY_OVERLAY_CLICK:
         points = selection.get("points") or []
         data = points[0].get("customdata") if points else None
         if isinstance(data, list):
@@ -172,7 +178,7 @@ def clickable_overlay(picture: np.ndarray, shown: dict, kept: np.ndarray, class_
     figure.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode=False,
                          clickmode="event+select", hovermode="closest", showlegend=False,
                          height=figure_height(picture.shape), plot_bgcolor="rgba(0,0,0,0)")
-    st.plotly_chart(figure, key=OVERLAY_KEY, on_select="rerun", selection_mode="points",
+    st.plotly_chart(figure, key=KEY_OVERLAY_CLICK, on_select="rerun", selection_mode="points",
                     config={"displayModeBar": False, "scrollZoom": False})
     st.caption(caption + " · click an object to inspect it")
 

@@ -3,7 +3,7 @@ group, and one table gives each kind its runner (no Streamlit here).
 
 Pages ask for work with a factory (:func:`detect_job`, :func:`intermediates_job`,
 :func:`heads_rerun_job`) and hand the :class:`JobRequest` to the fair queue
-(``studio.shared.run_through_queue``, or Run all's own submits); the queue's worker
+(``studio.queue_ui.run_through_queue``, or Run all's own submits); the queue's worker
 runs each batch, all of one kind, with :func:`run_batch`.
 
 Keys: ``<kind>|<image digest>|<settings>|<model>``. Equal keys are equal work, so

@@ -7,7 +7,7 @@ press these buttons". Then:
   them once per session with ``MRCNN_ADMIN_PASSWORD`` (compared in constant time;
   with no password set they stay off for everyone);
 - the limits on uploads and queued photos take their public defaults
-  (:class:`studio.shared.Limits`);
+  (:class:`studio.settings.Limits`);
 - uncaught errors show no details (``client.showErrorDetails = "none"``), and no
   page shows a server path or a service URL.
 
@@ -25,6 +25,8 @@ from collections import defaultdict, deque
 
 import streamlit as st
 
+from studio.session_keys import KEY_OPERATOR, KEY_OPERATOR_MESSAGE, KEY_OPERATOR_PASSWORD
+
 __all__ = ["ADMIN_PASSWORD_ENV", "PUBLIC_ENV", "client_address", "guarded", "is_operator",
            "operator_unlock", "public_mode", "report_error", "setting"]
 
@@ -32,7 +34,6 @@ logger = logging.getLogger("mrcnn.studio")
 
 PUBLIC_ENV = "MRCNN_PUBLIC"
 ADMIN_PASSWORD_ENV = "MRCNN_ADMIN_PASSWORD"
-OPERATOR_KEY = "_studio_operator"
 #: Wrong passwords one client address may try per window before it must wait.
 MAX_FAILED_UNLOCKS = 5
 FAILED_UNLOCK_WINDOW_S = 600.0
@@ -137,7 +138,7 @@ def _password() -> str | None:
 
 def is_operator() -> bool:
     """Everyone is the operator of a private app; on a public one, who unlocked it."""
-    return not public_mode() or st.session_state.get(OPERATOR_KEY) is True
+    return not public_mode() or st.session_state.get(KEY_OPERATOR) is True
 
 
 def password_matches(given: str, password: str | None) -> bool:
@@ -148,22 +149,22 @@ def password_matches(given: str, password: str | None) -> bool:
 
 
 def _try_unlock() -> None:
-    given = st.session_state.get("operator_password") or ""
-    st.session_state["operator_password"] = ""
+    given = st.session_state.get(KEY_OPERATOR_PASSWORD) or ""
+    st.session_state[KEY_OPERATOR_PASSWORD] = ""
     failures = _failed_unlocks()
     address = client_address() or "local"
     now = time.monotonic()
     if failures.blocked(address, now):
-        st.session_state["_operator_message"] = (
+        st.session_state[KEY_OPERATOR_MESSAGE] = (
             "Too many wrong passwords from your address: try again in ten minutes.")
         return
     if password_matches(given, _password()):
-        st.session_state[OPERATOR_KEY] = True
-        st.session_state["_operator_message"] = None
+        st.session_state[KEY_OPERATOR] = True
+        st.session_state[KEY_OPERATOR_MESSAGE] = None
         logger.info("An operator unlocked a session from %s", address)
     else:
         failures.add(address, now)
-        st.session_state["_operator_message"] = "That password is not right."
+        st.session_state[KEY_OPERATOR_MESSAGE] = "That password is not right."
         logger.warning("A wrong operator password from %s", address)
 
 
@@ -181,10 +182,10 @@ def operator_unlock(reserved: str, key: str = "operator") -> bool:
     st.info(f"On this public demo {reserved} is reserved for its operator: it would take "
             "the server from every other visitor.", icon=":material/lock:")
     with st.form(key=f"{key}_unlock", clear_on_submit=False, border=False):
-        st.text_input("Operator password", type="password", key="operator_password",
+        st.text_input("Operator password", type="password", key=KEY_OPERATOR_PASSWORD,
                       autocomplete="current-password")
         st.form_submit_button("Unlock", on_click=_try_unlock)
-    message = st.session_state.get("_operator_message")
+    message = st.session_state.get(KEY_OPERATOR_MESSAGE)
     if message:
         st.error(message, icon=":material/block:")
     return False

@@ -28,7 +28,6 @@ from mrcnn.results import PER_DETECTION_KEYS, PROVENANCE_KEYS, kept_indices
 from mrcnn.serve.backends import DetectionReport
 from studio.exports_ui import annotation_exports
 from studio.inspector_ui import (
-    TABLE_KEY,
     choose,
     clickable_overlay,
     figure_height,
@@ -38,7 +37,9 @@ from studio.inspector_ui import (
 )
 from studio.jobs import DETECT_THRESHOLD, RunSettings, detect_job
 from studio.public import public_mode
-from studio.shared import Services, run_through_queue
+from studio.queue_ui import run_through_queue
+from studio.services import Services
+from studio.session_keys import KEY_OBJECTS_TABLE, KEY_TABLE_ROWS
 
 DEFAULT_THRESHOLD = 0.7
 IMAGE_SIZES = {
@@ -221,7 +222,7 @@ def run_details(report: DetectionReport, image, original_size) -> None:
 def objects_table(shown: dict, areas: np.ndarray, colours: np.ndarray, image_shape,
                   class_names, kept: np.ndarray, selected: int | None) -> None:
     """One row per shown object; selecting a row inspects that object (its row is shaded)."""
-    st.session_state["_table_rows"] = kept.tolist()
+    st.session_state[KEY_TABLE_ROWS] = kept.tolist()
     frame = pd.DataFrame({
         "#": np.arange(1, len(areas) + 1),
         "Colour": [""] * len(areas),
@@ -237,7 +238,7 @@ def objects_table(shown: dict, areas: np.ndarray, colours: np.ndarray, image_sha
     if marked.any():
         styles.loc[marked, styles.columns != "Colour"] = INSPECTED_ROW
     styled = frame.style.apply(lambda _: styles, axis=None)     # one call, not one per row
-    st.dataframe(styled, hide_index=True, width="stretch", key=TABLE_KEY, on_select="rerun",
+    st.dataframe(styled, hide_index=True, width="stretch", key=KEY_OBJECTS_TABLE, on_select="rerun",
                  selection_mode="single-row",
                  column_config={
                      "#": st.column_config.NumberColumn(width="small"),

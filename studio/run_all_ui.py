@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import zipfile
 
 import numpy as np
@@ -28,6 +29,8 @@ from studio.exports_ui import annotation_choices
 from studio.fair_queue import QueueFull
 from studio.inputs_ui import Picture, load_picture
 from studio.jobs import detect_job
+from studio.public import client_address
+from studio.queue_ui import wait_in_line
 from studio.results_ui import (
     RunSettings,
     StoredRun,
@@ -36,7 +39,11 @@ from studio.results_ui import (
     object_colours,
     shown_detections,
 )
-from studio.shared import Services, client_address, logger, session_id, wait_in_line
+from studio.services import Services
+from studio.session_keys import KEY_RUN_ALL_BUNDLE
+from studio.sessions import session_id
+
+logger = logging.getLogger("mrcnn.studio")
 
 
 def _add_image_folder(bundle: zipfile.ZipFile, folder: str, image, shown: dict,
@@ -115,7 +122,7 @@ def run_all(services: Services, pictures: list[Picture], settings: RunSettings) 
             try:
                 run = StoredRun(wait_in_line(services, job, picture.name))
                 services.store.put(session, key, run, pin=False)
-            except Exception:  # noqa: BLE001 - one bad image must not stop the batch
+            except Exception:  # one bad image must not stop the batch
                 logger.exception("Run all: %s failed", picture.name)
                 notes[image_id] = "failed: the server's log says why"
         bar.empty()
@@ -162,9 +169,9 @@ def run_all_section(services: Services, pictures: list[Picture], settings: RunSe
             st.warning(f"This server runs at most {limit} images per Run all; the first "
                        f"{limit} of your {total} are in the ZIP.",
                        icon=":material/production_quantity_limits:")
-        st.session_state["bundle"] = {"signature": signature,
-                                      "notes": run_all(services, pictures, settings)}
-    bundle = st.session_state.get("bundle")
+        st.session_state[KEY_RUN_ALL_BUNDLE] = {"signature": signature,
+                                                "notes": run_all(services, pictures, settings)}
+    bundle = st.session_state.get(KEY_RUN_ALL_BUNDLE)
     if bundle and bundle["signature"] == signature:
         session = session_id()
         entries = [(image_id, p.name, load_picture(p, services)[0],

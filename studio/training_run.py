@@ -256,6 +256,7 @@ def _train(spec: RunSpec, folder: Path, sender) -> None:
     from mrcnn.model import MaskRCNN
     from mrcnn.training.calibration import calibrate_batchnorm
     from mrcnn.training.shapes import shapes_dataset
+    from mrcnn.training.trainer import Trainer
 
     config = spec.config()
     image = spec.validation_image(config.IMAGE_MAX_DIM)[0]
@@ -266,11 +267,12 @@ def _train(spec: RunSpec, folder: Path, sender) -> None:
     else:
         calibrate_batchnorm(model, dataset, seed=spec.seed)
     steps = [0]
+    trainer = Trainer(model)
 
     class Reporter:
         def on_train_batch_end(self, step, logs):
             steps[0] += 1
-            sender.send(("step", {"step": steps[0], "epoch": model.epoch + 1,
+            sender.send(("step", {"step": steps[0], "epoch": trainer.epoch + 1,
                                   **{k: float(v) for k, v in logs.items()}}))
 
         def on_epoch_end(self, epoch, logs):
@@ -278,6 +280,6 @@ def _train(spec: RunSpec, folder: Path, sender) -> None:
             sender.send(("epoch", {"epoch": epoch + 1, "checkpoint": logs["checkpoint"],
                                    "detections": detections, "logs": logs}))
 
-    model.train(dataset, None, spec.learning_rate or config.LEARNING_RATE, epochs=spec.epochs,
-                layers=spec.layers, custom_callbacks=[Reporter()], keep_checkpoints=2,
-                seed=spec.seed, verbose=0)
+    trainer.train(dataset, None, spec.learning_rate or config.LEARNING_RATE, epochs=spec.epochs,
+                  layers=spec.layers, custom_callbacks=[Reporter()], keep_checkpoints=2,
+                  seed=spec.seed, verbose=0)

@@ -16,7 +16,7 @@ import pytest
 from streamlit.runtime.scriptrunner.script_runner import _clean_problem_modules
 from tensorflow.python.eager import context
 
-import studio.shared  # noqa: F401 - importing the app's glue installs the guard
+import studio.services  # noqa: F401 - importing the pages' services installs the guard
 from studio import keras_cleanup
 
 ROOT = Path(__file__).resolve().parent.parent

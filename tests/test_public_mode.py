@@ -1,7 +1,7 @@
 """The public-host switch (``MRCNN_PUBLIC``) and the limits every mode keeps, with AppTest.
 
 The app runs the full COCO model on generated weights. Tests that must see jobs
-*waiting* hold the queue's worker on a gate (``studio.shared._run_jobs`` waits for
+*waiting* hold the queue's worker on a gate (``studio.services._run_jobs`` waits for
 it, then runs the real network), so what is queued when is not left to timing.
 A test that needs a fresh queue and store sets a limit no other test uses: the
 services are cached per set of limits.
@@ -65,12 +65,12 @@ def open_app(size: int = 512, address: str | None = None) -> AppTest:
 def addresses(monkeypatch):
     """Each AppTest session says its client address in ``session_state["test_address"]``
     (AppTest has no browser connection, so ``st.context.ip_address`` is None)."""
+    import studio.queue_ui
     import studio.run_all_ui
-    import studio.shared
 
     def address():
         return st.session_state.get("test_address")
-    monkeypatch.setattr(studio.shared, "client_address", address)
+    monkeypatch.setattr(studio.queue_ui, "client_address", address)
     monkeypatch.setattr(studio.run_all_ui, "client_address", address)
 
 
@@ -78,7 +78,7 @@ def addresses(monkeypatch):
 def gate(monkeypatch):
     """The queue's worker waits for ``gate.open`` before each network call; ``gate.ran``
     lists the keys it ran, ``gate.queues`` the queues jobs were submitted to."""
-    import studio.shared
+    import studio.services
     from studio.fair_queue import FairQueue
 
     class Gate:
@@ -88,7 +88,7 @@ def gate(monkeypatch):
         queues: list = []
         submitted: list = []
 
-    real_run, real_submit = studio.shared._run_jobs, FairQueue.submit
+    real_run, real_submit = studio.services._run_jobs, FairQueue.submit
 
     def gated(holder, jobs):
         Gate.entered.set()
@@ -103,7 +103,7 @@ def gate(monkeypatch):
         Gate.submitted.append(job)
         return job
 
-    monkeypatch.setattr(studio.shared, "_run_jobs", gated)
+    monkeypatch.setattr(studio.services, "_run_jobs", gated)
     monkeypatch.setattr(FairQueue, "submit", recording_submit)
     yield Gate
     Gate.open.set()
@@ -375,7 +375,7 @@ def test_over_the_total_cap_a_visitor_is_told_the_demo_is_busy(app_env, addresse
 
 def test_run_all_releases_every_claim_it_abandons(app_env, photos, gate, monkeypatch):
     import studio.run_all_ui
-    from studio.shared import session_id
+    from studio.sessions import session_id
     monkeypatch.setenv("MRCNN_RESULTS_MB", "507")              # fresh services for this test
     gate.open.set()
     at = open_app(size=640)
@@ -478,12 +478,12 @@ def test_the_store_counts_cutouts_decoded_uploads_and_keeps_no_zip(app_env, phot
 
 def test_a_teaching_record_is_counted_with_its_feature_maps(small_model, photos):
     from mrcnn.intermediates import compute_intermediates
-    from studio.shared import _payload_bytes, _result_bytes
+    from studio.sizing import payload_bytes, result_bytes
     record = compute_intermediates(small_model, photos["astronaut"])
     pyramid = sum(array.nbytes for array in record.pyramid.values())
-    assert pyramid > 0 and _result_bytes(record) >= pyramid + record.image.nbytes
-    assert _payload_bytes({"record": record, "rpn_nms_threshold": 0.7}) == record.nbytes
-    assert _payload_bytes({"image": photos["coffee"], "overrides": {}}) == \
+    assert pyramid > 0 and result_bytes(record) >= pyramid + record.image.nbytes
+    assert payload_bytes({"record": record, "rpn_nms_threshold": 0.7}) == record.nbytes
+    assert payload_bytes({"image": photos["coffee"], "overrides": {}}) == \
         photos["coffee"].nbytes
 
 
@@ -510,7 +510,7 @@ def test_error_sentence_has_an_id_and_the_log_has_the_same(caplog):
 
 def test_the_estimate_moves_in_steps_of_five_seconds_past_ten():
     from studio.fair_queue import Standing
-    from studio.shared import standing_text
+    from studio.queue_ui import standing_text
     texts_for = [standing_text(Standing(3, False, eta, False), "your photo")
                  for eta in (4.4, 9.6, 31.0, 33.4, 36.0)]
     assert [re.search(r"about (\d+) s", t).group(1) for t in texts_for] == \

@@ -11,6 +11,9 @@ its pixels as an ``HxWx3 uint8`` RGB array (grayscale photos are converted)::
     from mrcnn.inputs.samples import SAMPLES
     image = SAMPLES["chelsea"]()
 
+Which samples go with which model is the app's choice, not a config's; a
+:class:`Sample` may also get its pixels from any other ``loader`` (generated pictures).
+
 Left out on purpose: ``skimage.data.stereo_motorcycle`` (its docstring names
 the Middlebury 2014 stereo benchmark but states no licence).
 """
@@ -23,7 +26,7 @@ import numpy as np
 
 from mrcnn.pixels import to_rgb_array
 
-__all__ = ["SAMPLES", "Sample", "samples_for"]
+__all__ = ["SAMPLES", "Sample"]
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,3 @@ SAMPLES: dict[str, Sample] = {
         "Photo by Stefan van der Walt; public domain.",
         "clock"),
 }
-
-
-def samples_for(config) -> dict[str, Sample]:
-    """The samples that suit a model: its config's own ``sample_images()`` when it has
-    them (e.g. generated shapes for a shapes model), else the COCO photos above."""
-    provider = getattr(config, "sample_images", None)
-    if provider is None:
-        return dict(SAMPLES)
-    images = provider()
-    return {name: Sample(name.replace("_", " ").capitalize(), "", "Generated for this model.",
-                         loader=lambda image=image: image)
-            for name, image in images.items()}
