@@ -2,8 +2,9 @@
 
 Trains ``ShapesConfig`` (ResNet-50 FPN, 128 px) from scratch (Keras' initialisers,
 then BatchNorm statistics calibrated on training images) or from a generated
-weights file, with matterport's ``model.train()``: ``--epochs`` epochs of
-``--steps`` steps, the learning rate divided by 10 for the last ``--low-lr-epochs``.
+weights file, with matterport's ``model.train()`` (``Trainer(model).train()`` here):
+``--epochs`` epochs of ``--steps`` steps, the learning rate divided by 10 for the last
+``--low-lr-epochs``.
 Then it evaluates on 200 held-out generated images with pycocotools' COCOeval
 (mask and box) and prints, last, one JSON line:
 

@@ -1,8 +1,8 @@
 """The compiled (``tf.function``) steps inference runs, and what a run returns.
 
-``MaskRCNN`` builds them once (``compile_steps``) on its BatchNorm-folded network
-(``mrcnn.folded``) and its proposal layer; every run-time setting is an input,
-so they trace once for good:
+``MaskRCNN`` builds them once (``compile_steps``) on its network run with BatchNorm
+folded (``mrcnn.folding.InferenceNetwork``) and its proposal layer; every run-time
+setting is an input, so they trace once for good:
 
 - ``classify``: molded images -> every stage up to the classified RoIs (``STAGES``)
   and the anchor of each proposal;
@@ -68,8 +68,8 @@ class CompiledSteps(NamedTuple):
     heads: object
 
 
-def compile_steps(cfg: Config, folded, proposal_layer) -> CompiledSteps:
-    """The four steps on ``folded`` (a ``FoldedNetwork``) and ``proposal_layer`` (``ROI``)."""
+def compile_steps(cfg: Config, network, proposal_layer) -> CompiledSteps:
+    """The four steps on ``network`` (an ``InferenceNetwork``) and ``proposal_layer``."""
     channels = cfg.IMAGE_SHAPE[2]
     spec_image = tf.TensorSpec([None, None, None, channels], tf.float32)
     spec_meta = tf.TensorSpec([None, cfg.IMAGE_META_SIZE], tf.float32)
@@ -81,15 +81,13 @@ def compile_steps(cfg: Config, folded, proposal_layer) -> CompiledSteps:
     def classify_step(images, metas, anchors):
         """Molded images -> every stage up to the classified RoIs, by name (STAGES),
         and "proposal_anchors" (see ``NetworkOutputs``)."""
-        c_maps = folded.backbone(images)
-        p_maps = folded.pyramid(*c_maps)
-        rpn_probs, rpn_deltas = folded.rpn(p_maps)
+        stages = network.features(images)
         proposals, proposal_anchors = proposal_layer.propose_with_anchors(
-            rpn_probs, rpn_deltas, anchors)
-        class_probs, class_deltas = folded.classifier(proposals, metas, p_maps[:4])
-        stages = dict(zip(STAGES, (*c_maps, *p_maps, rpn_probs, rpn_deltas, proposals,
-                                   class_probs, class_deltas)))
-        return {**stages, "proposal_anchors": proposal_anchors}
+            stages["rpn_probs"], stages["rpn_deltas"], anchors)
+        class_probs, class_deltas = network.classifier(
+            proposals, metas, [stages[name] for name in ("P2", "P3", "P4", "P5")])
+        return {**stages, "proposals": proposals, "class_probs": class_probs,
+                "class_deltas": class_deltas, "proposal_anchors": proposal_anchors}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None]), spec_boxes, spec_boxes,
                                   spec_meta] + [spec_map] * 4
@@ -101,7 +99,7 @@ def compile_steps(cfg: Config, folded, proposal_layer) -> CompiledSteps:
         proposals, proposal_anchors = propose(
             objectness, rpn_deltas, anchors, proposal_count, nms_threshold,
             proposal_layer.pre_nms_limit, proposal_layer.rpn_bbox_std_dev)
-        class_probs, class_deltas = folded.classifier(proposals, metas, [p2, p3, p4, p5])
+        class_probs, class_deltas = network.classifier(proposals, metas, [p2, p3, p4, p5])
         return {"proposals": proposals, "proposal_anchors": proposal_anchors,
                 "class_probs": class_probs, "class_deltas": class_deltas}
 
@@ -117,7 +115,7 @@ def compile_steps(cfg: Config, folded, proposal_layer) -> CompiledSteps:
     @tf.function(input_signature=[spec_boxes, tf.TensorSpec([], tf.int32), spec_meta,
                                   tf.TensorSpec([None, None], tf.int32)] + [spec_map] * 4)
     def masks_step(slots, count, metas, class_ids, p2, p3, p4, p5):
-        masks = folded.masks(slots, count, metas, [p2, p3, p4, p5])
+        masks = network.masks(slots, count, metas, [p2, p3, p4, p5])
         # (B, N, h, w, C) -> the channel of each detection's own class: (B, N, h, w)
         masks = tf.transpose(masks, [0, 1, 4, 2, 3])
         return tf.gather(masks, class_ids, axis=2, batch_dims=2)

@@ -4,12 +4,29 @@ A matterport user's ``Config`` subclass carries over unchanged: subclass
 :class:`Config`, override class attributes, instantiate. Derived values
 (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are computed in
 ``__init__`` exactly as the reference does.
+
+A few of matterport's settings are accepted, so such a subclass still loads, but not
+used: ``IGNORED_SETTINGS`` lists each with the reason, and a config that changes one
+from its default logs a warning when it is created. ``IMAGE_RESIZE_MODE = "crop"``
+(matterport's training-time random crop) is refused with a clear message.
 """
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 
 import numpy as np
+
+#: matterport's settings accepted for compatibility but not used here: name -> why.
+IGNORED_SETTINGS = {
+    "COMPUTE_BACKBONE_SHAPE": "custom backbones are not supported: BACKBONE is 'resnet50' "
+                              "or 'resnet101' and the pyramid shapes follow from "
+                              "BACKBONE_STRIDES",
+    "USE_RPN_ROIS": "the heads always train on the RPN's proposals (matterport's default); "
+                    "externally given proposals are not supported",
+}
+#: IMAGE_RESIZE_MODE values that work, for inference and training alike.
+RESIZE_MODES = ("square", "pad64", "none")
 
 
 class Config:
@@ -25,7 +42,7 @@ class Config:
     VALIDATION_STEPS = 50
     # Backbone network: "resnet50" or "resnet101".
     BACKBONE = "resnet101"
-    # Callable giving the backbone's feature-map shapes, for a custom backbone only.
+    # Accepted, not used (IGNORED_SETTINGS): custom backbones are not supported.
     COMPUTE_BACKBONE_SHAPE = None
     # Pixels per feature-map cell of each pyramid level P2..P6.
     BACKBONE_STRIDES = [4, 8, 16, 32, 64]
@@ -55,8 +72,8 @@ class Config:
     USE_MINI_MASK = True
     # (height, width) of a mini-mask.
     MINI_MASK_SHAPE = (56, 56)
-    # How images are resized: "square" (pad to IMAGE_MAX_DIM squared), "pad64", "none" or
-    # "crop" (training).
+    # How images are resized: "square" (pad to IMAGE_MAX_DIM squared), "pad64" or "none"
+    # (matterport's "crop" is refused).
     IMAGE_RESIZE_MODE = "square"
     # The shorter side is scaled up to at least this many pixels...
     IMAGE_MIN_DIM = 800
@@ -104,7 +121,7 @@ class Config:
         "mrcnn_bbox_loss": 1.0,
         "mrcnn_mask_loss": 1.0,
     }
-    # Train the heads on the RPN's proposals (False: on proposals given as input).
+    # Accepted, not used (IGNORED_SETTINGS): the heads always train on the RPN's proposals.
     USE_RPN_ROIS = True
     # Train BatchNorm layers (False: frozen, as with small batches).
     TRAIN_BN = False
@@ -112,13 +129,15 @@ class Config:
     GRADIENT_CLIP_NORM = 5.0
 
     def __init__(self):
+        if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
+            raise ValueError(f"IMAGE_RESIZE_MODE {self.IMAGE_RESIZE_MODE!r} is not supported; "
+                             f"use one of {', '.join(map(repr, RESIZE_MODES))}.")
+        for name, why in IGNORED_SETTINGS.items():
+            if getattr(self, name) != getattr(Config, name):
+                logging.getLogger(__name__).warning("%s is set but not used: %s.", name, why)
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
-        if self.IMAGE_RESIZE_MODE == "crop":
-            self.IMAGE_SHAPE = np.array(
-                [self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM, self.IMAGE_CHANNEL_COUNT])
-        else:
-            self.IMAGE_SHAPE = np.array(
-                [self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT])
+        self.IMAGE_SHAPE = np.array(
+            [self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT])
         # image_id, original shape (3), molded shape (3), window (4), scale, class ids
         self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
 

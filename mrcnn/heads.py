@@ -1,8 +1,9 @@
 """The network heads: RPN, box classifier/regressor, mask predictor.
 
 Heads are built from layer objects created once (``Heads``) so the same weights
-can be wired into several Keras graphs: the reference graph and the fast
-two-stage inference path share every variable.
+are wired into every graph that needs them: the reference inference graph, the
+training graph, and the head models inference runs (``head_models``, through
+``mrcnn.folding``) share every variable.
 """
 from __future__ import annotations
 
@@ -68,9 +69,12 @@ class Heads:
 
     def classifier(self, rois, image_meta, feature_maps):
         """rois (B, N, 4) -> logits (B, N, C), probs (B, N, C), deltas (B, N, C, 4)."""
-        x = self.roi_align_classifier(rois, image_meta, feature_maps)
+        return self.classifier_head(self.roi_align_classifier(rois, image_meta, feature_maps))
+
+    def classifier_head(self, pooled):
+        """pooled (B, N, POOL_SIZE, POOL_SIZE, depth) -> logits, probs, deltas."""
         x = layers.Activation("relu", name="mrcnn_class_relu1")(
-            self.class_bn1(self.class_conv1(x), training=False))
+            self.class_bn1(self.class_conv1(pooled), training=False))
         x = layers.Activation("relu", name="mrcnn_class_relu2")(
             self.class_bn2(self.class_conv2(x), training=False))
         shared = layers.Reshape((-1, x.shape[-1]), name="pool_squeeze")(x)
@@ -82,7 +86,21 @@ class Heads:
 
     def mask(self, rois, image_meta, feature_maps):
         """rois (B, N, 4) -> soft masks (B, N, 2*MASK_POOL_SIZE, 2*MASK_POOL_SIZE, C)."""
-        x = self.roi_align_mask(rois, image_meta, feature_maps)
+        return self.mask_head(self.roi_align_mask(rois, image_meta, feature_maps))
+
+    def mask_head(self, pooled):
+        """pooled (B, N, MASK_POOL_SIZE, MASK_POOL_SIZE, depth) -> soft masks."""
+        x = pooled
         for i, (conv, bn) in enumerate(self.mask_convs, start=1):
             x = layers.Activation("relu", name=f"mrcnn_mask_relu{i}")(bn(conv(x), training=False))
         return self.mask_out(self.mask_deconv(x))
+
+    def head_models(self, depth):
+        """Keras models of the classifier head (pooled -> probs, deltas) and the mask head
+        (pooled -> soft masks) on these same layers, for ``mrcnn.folding``."""
+        pool, mask_pool = self.roi_align_classifier.pool_shape, self.roi_align_mask.pool_shape
+        pooled = keras.Input((None, *pool, depth), name="pooled_rois")
+        _, probs, deltas = self.classifier_head(pooled)
+        classifier = keras.Model(pooled, [probs, deltas], name="classifier_head")
+        pooled = keras.Input((None, *mask_pool, depth), name="pooled_detections")
+        return classifier, keras.Model(pooled, self.mask_head(pooled), name="mask_head")

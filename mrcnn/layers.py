@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.box_ops import apply_box_deltas, clip_boxes, norm_window, roi_pyramid_level
+from mrcnn.box_ops import clip_boxes, decode_boxes, norm_window, roi_pyramid_level
 
 
 def meta_image_shape(image_meta):
@@ -38,9 +38,13 @@ class RoiDistributed(keras.layers.Wrapper):
         self.built = True
 
     def call(self, inputs, training=None):
+        return self.over_rois(lambda flat: self.layer(flat, training=training), inputs)
+
+    @staticmethod
+    def over_rois(fn, inputs):
+        """``fn`` on (B*N, ...) for ``inputs`` (B, N, ...), its output back as (B, N, ...)."""
         shape = tf.shape(inputs)
-        flat = tf.reshape(inputs, tf.concat([[-1], shape[2:]], axis=0))
-        outputs = self.layer(flat, training=training)
+        outputs = fn(tf.reshape(inputs, tf.concat([[-1], shape[2:]], axis=0)))
         out_shape = tf.shape(outputs)
         return tf.reshape(outputs, tf.concat([shape[:2], out_shape[1:]], axis=0))
 
@@ -67,7 +71,7 @@ def propose(scores, rpn_bbox, anchors, proposal_count, nms_threshold, pre_nms_li
     scores = tf.gather(scores, top, batch_dims=1)          # (B, K)
     deltas = tf.gather(deltas, top, batch_dims=1)          # (B, K, 4)
     anchors = tf.gather(anchors, top, batch_dims=1)        # (B, K, 4)
-    boxes = apply_box_deltas(anchors, deltas)
+    boxes = decode_boxes(anchors, deltas)
     boxes = clip_boxes(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
 
     def nms(args):
@@ -185,7 +189,7 @@ def refine_detections_with_rois(rois, probs, deltas, window, bbox_std_dev, min_c
     indices = tf.stack([tf.range(tf.shape(probs)[0]), class_ids], axis=1)
     class_scores = tf.gather_nd(probs, indices)
     deltas_specific = tf.gather_nd(deltas, indices)
-    refined = apply_box_deltas(rois, deltas_specific * tf.constant(
+    refined = decode_boxes(rois, deltas_specific * tf.constant(
         np.asarray(bbox_std_dev), tf.float32))
     refined = clip_boxes(refined, window)
 

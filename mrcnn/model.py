@@ -3,9 +3,10 @@
 - ``keras_model`` is the reference's inference graph (image, image_meta, anchors ->
   detections, class probabilities, box deltas, masks for all DETECTION_MAX_INSTANCES
   slots, proposals, RPN outputs), with the reference's layer names. It is what the
-  weights file describes and what the folded path is tested against.
-- ``forward()`` runs the same computation with BatchNorm folded into the
-  convolutions (``mrcnn.folded``) in three compiled steps (``mrcnn.compiled_steps``):
+  weights file describes and what inference is tested against.
+- ``forward()`` runs the same layers with BatchNorm folded into the convolutions
+  (``mrcnn.folding``, a transformation of this graph and its current weights, so
+  nothing goes stale) in three compiled steps (``mrcnn.compiled_steps``):
   everything up to the classified RoIs, the detection layer (its thresholds are
   inputs, so they change without retracing), then the mask head on only the
   detections that exist (each RoI's mask depends on that RoI alone, so skipping the
@@ -37,7 +38,7 @@ from mrcnn.anchors import get_anchors
 from mrcnn.backbone import feature_pyramid, resnet
 from mrcnn.compiled_steps import STAGES, NetworkOutputs, Timings, compile_steps  # noqa: F401
 from mrcnn.config import CocoConfig, Config
-from mrcnn.folded import FoldedNetwork
+from mrcnn.folding import FEATURES, InferenceNetwork
 from mrcnn.heads import Heads, build_rpn_model
 from mrcnn.layers import DetectionLayer, ProposalLayer
 from mrcnn.molding import compact_masks, mold, unmold_boxes, unmold_detections
@@ -72,11 +73,16 @@ class MaskRCNN:
     >>> model.load_weights("weights/mask_rcnn_coco.h5")
     >>> results = model.detect([image])
 
-    matterport's training script carries over (see ``mrcnn.training``):
+    matterport's training script carries over, with ``model.train(...)`` spelled
+    ``Trainer(model).train(...)`` (``mrcnn.training.Trainer``, which owns the training
+    state; this class knows nothing of training):
 
     >>> model = MaskRCNN(mode="training", config=config, model_dir="logs")
     >>> model.load_weights(path, by_name=True, exclude=["mrcnn_class_logits", ...])
-    >>> model.train(train_dataset, val_dataset, config.LEARNING_RATE, epochs=1, layers="heads")
+    >>> Trainer(model).train(train_set, val_set, config.LEARNING_RATE, epochs=1, layers="heads")
+
+    ``mode`` ("inference" or "training") is accepted for matterport compatibility: both
+    build the same layers. ``model_dir`` is where a ``Trainer`` writes its log folders.
     """
 
     def __init__(self, config: Config | None = None, *, mode: str = "inference",
@@ -85,7 +91,6 @@ class MaskRCNN:
             raise ValueError(f"mode must be 'inference' or 'training', not {mode!r}.")
         self.mode = mode
         self.model_dir = Path(model_dir or "logs")
-        self.epoch = 0            # epochs trained so far; train(epochs=N) continues up to N
         self.config = config or CocoConfig()
         self.device = configure_devices()
         logging.getLogger(__name__).info("Mask R-CNN (%s) runs on %s",
@@ -134,9 +139,12 @@ class MaskRCNN:
             name="mask_rcnn")
         self.feature_maps = {"C2": c2, "C3": c3, "C4": c4, "C5": c5,
                              "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P6": p6}
-        self.folded = FoldedNetwork(self)
+        self.feature_model = keras.Model(
+            image, [*self.feature_maps.values(), rpn_probs, rpn_deltas], name="features")
+        assert tuple(self.feature_maps) + ("rpn_probs", "rpn_deltas") == FEATURES
+        self.network = InferenceNetwork(self)
 
-        self._compiled = steps = compile_steps(cfg, self.folded, proposal_layer)
+        self._compiled = steps = compile_steps(cfg, self.network, proposal_layer)
 
         def detections_alone(*args):
             """The detection step without its RoI indices: (B, D, 6)."""
@@ -155,19 +163,7 @@ class MaskRCNN:
         exclude = exclude or ()
         from mrcnn.weights.keras_h5 import load_h5_weights
         load_h5_weights(self.keras_model, path, exclude=exclude)
-        self.folded.refresh()
         return self
-
-    # ------------------------------------------------------------------ train
-    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
-              augmentation=None, **options):
-        """Train up to ``epochs`` epochs in total (matterport's meaning); see
-        ``mrcnn.training.trainer.train`` for ``layers`` and the options."""
-        if self.mode != "training":
-            raise ValueError('Create the model with MaskRCNN(mode="training", ...) to train it.')
-        from mrcnn.training.trainer import train
-        return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
-                     augmentation=augmentation, **options)
 
     # ----------------------------------------------------------------- detect
     def mold_inputs(self, images, config=None):

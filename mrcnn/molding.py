@@ -33,8 +33,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
 
     Returns (image uint8, window (y1, x1, y2, x2) of the image inside the padded
     frame, scale, padding). Modes: "none", "square" (pad to max_dim x max_dim) and
-    "pad64" (pad each side up to a multiple of 64). "crop" is a training-time
-    augmentation and is not supported for inference.
+    "pad64" (pad each side up to a multiple of 64); ``mrcnn.config.RESIZE_MODES``.
     """
     image_dtype = image.dtype
     h, w = image.shape[:2]
@@ -44,7 +43,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     if mode == "none":
         return image, window, scale, padding
     if mode not in ("square", "pad64"):
-        raise ValueError(f"IMAGE_RESIZE_MODE {mode!r} is not supported for inference; "
+        raise ValueError(f"IMAGE_RESIZE_MODE {mode!r} is not supported; "
                          "use 'square', 'pad64' or 'none'.")
     if min_dim:
         scale = max(1, min_dim / min(h, w))

@@ -85,6 +85,36 @@ def test_no_import_cycles_at_module_level_or_inside_functions():
     assert find_cycle(graph(top_level_only=False)) is None
 
 
+#: The packages of ``mrcnn`` that are not the engine: training and the test helpers.
+NOT_ENGINE = ("mrcnn.training", "mrcnn.testing")
+
+
+def engine_imports_of_training_or_the_app(edges: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{name} -> {target}" for name, targets in edges.items()
+                  if name.startswith("mrcnn") and not name.startswith(NOT_ENGINE)
+                  for target in targets if target.startswith((*NOT_ENGINE[:1], "studio")))
+
+
+def test_the_engine_imports_neither_training_nor_the_app_not_even_inside_functions():
+    """The engine (every ``mrcnn`` module outside ``mrcnn.training`` and ``mrcnn.testing``)
+    runs without the trainer and without the app: no import of either anywhere in its
+    code, deferred ones included; training never imports the app."""
+    edges = graph(top_level_only=False)
+    assert engine_imports_of_training_or_the_app(edges) == []
+    assert not [f"{n} -> {t}" for n, ts in edges.items() if n.startswith("mrcnn")
+                for t in ts if t.startswith("studio")]
+    # The check sees an import inside a function.
+    assert engine_imports_of_training_or_the_app(
+        {"mrcnn.model": {"mrcnn.training.trainer"}}) == ["mrcnn.model -> mrcnn.training.trainer"]
+
+
+def test_a_deferred_import_is_found(tmp_path):
+    path = tmp_path / "deferred.py"
+    path.write_text("def f():\n    from mrcnn.training.trainer import Trainer\n")
+    assert "mrcnn.training.trainer" in imports_of(path, "mrcnn.deferred", top_level_only=False)
+    assert not imports_of(path, "mrcnn.deferred", top_level_only=True)
+
+
 def test_streamlit_stays_out_of_the_package_and_test_helpers_out_of_runtime_code():
     for name, path in modules().items():
         imported = {m.split(".")[0] for m in _all_imports(path)}
@@ -103,6 +133,18 @@ def _all_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.add(node.module)
     return found
+
+
+def test_every_package_index_names_all_its_modules():
+    """Each package's docstring is its index: it names every module in it."""
+    missing = []
+    for init in [ROOT / p / "__init__.py" for p in PACKAGES] + sorted(
+            (ROOT / "mrcnn").glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        for path in init.parent.glob("*.py"):
+            if path.name not in ("__init__.py", "__main__.py") and path.stem not in doc:
+                missing.append(f"{module_name(init)}: {path.stem}")
+    assert not missing, missing
 
 
 def test_no_module_shadows_the_standard_library():

@@ -1,23 +1,24 @@
 """Detection layer, unmolding and model-level semantics against numpy references.
 
 The references (``refine_reference``, ``unmold_reference``) are written here from
-matterport's stated semantics; the NMS, decoding and clipping references are the
-ones of ``test_stages.py``.
+matterport's stated semantics; the NMS, decoding, clipping and window references are
+the shared ones of ``references.py``.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import skimage.transform
-from test_stages import (
+from references import (
     clip_reference,
     decode_reference,
     iou_reference,
     nms_reference,
+    norm_window_reference,
     proposals_reference,
-    side_at_raw_level,
     tf_log,
 )
+from test_stages import side_at_raw_level
 
 from mrcnn.testing.configs import small_config
 
@@ -28,13 +29,6 @@ STD = np.array([0.1, 0.1, 0.2, 0.2])
 # --------------------------------------------------------------------------- #
 #  numpy references
 # --------------------------------------------------------------------------- #
-def normalised_window(window, image_hw):
-    """(window - [0,0,1,1]) / ([h,w,h,w] - 1) in float32, as norm_boxes_graph."""
-    h, w = (f32(v) for v in image_hw)
-    return ((np.asarray(window, f32) - np.array([0, 0, 1, 1], f32))
-            / (np.array([h, w, h, w], f32) - f32(1))).astype(f32)
-
-
 def refine_reference(rois, probs, deltas, window, min_confidence, nms_threshold,
                      max_instances, std=STD):
     """matterport's refine_detections_graph for one image: (max_instances, 6)."""
@@ -172,7 +166,7 @@ def test_detection_layer_matches_reference(min_confidence):
     assert port.shape == (2, max_instances, 6)
     for b in range(2):
         ref = refine_reference(rois[b], probs[b], deltas[b],
-                               normalised_window(windows[b], (256, 256)), min_confidence,
+                               norm_window_reference(windows[b], (256, 256)), min_confidence,
                                0.3, max_instances)
         assert np.count_nonzero(ref[:, 4]) == max_instances   # the cap is reached
         assert_detections_equal(port[b], ref)
@@ -188,7 +182,7 @@ def test_detection_layer_with_a_large_cap_and_padding():
     windows = np.array([[42, 0, 213, 256]], f32)
     port = run_detection_layer(config, rois[None], probs[None], deltas[None],
                                meta_for((256, 256), windows))[0]
-    ref = refine_reference(rois, probs, deltas, normalised_window(windows[0], (256, 256)),
+    ref = refine_reference(rois, probs, deltas, norm_window_reference(windows[0], (256, 256)),
                            0.5, 0.3, 120)
     count = np.count_nonzero(ref[:, 4])
     assert 14 < count < 120
@@ -223,7 +217,7 @@ def test_detection_crafted_semantics():
     window = np.array([[0, 0, 256, 256]], f32)
     port = run_detection_layer(config, rois[None], probs[None], deltas[None],
                                meta_for((257, 257), window))[0]
-    win = normalised_window(window[0], (257, 257))
+    win = norm_window_reference(window[0], (257, 257))
     ref = refine_reference(rois, probs, deltas, win, 0.7, 0.3, max_instances)
     assert_detections_equal(port, ref)
     # Hand-derived: rows 9, 10 (equal scores, lower index first), 0, 2, 1, 8, 4; one zero row.
@@ -246,7 +240,7 @@ def test_zero_min_confidence_skips_the_filter():
     deltas = np.zeros((2, 4, 4), f32)
     meta = meta_for((256, 256), [[0, 0, 256, 256]])
     port = run_detection_layer(config, rois[None], probs[None], deltas[None], meta)[0]
-    ref = refine_reference(rois, probs, deltas, normalised_window([0, 0, 256, 256], (256, 256)),
+    ref = refine_reference(rois, probs, deltas, norm_window_reference([0, 0, 256, 256], (256, 256)),
                            0.0, 0.3, 4)
     assert_detections_equal(port, ref)
     assert port[:2, 4].tolist() == [1, 1] and port[1, 5] == f32(-0.25)
@@ -284,7 +278,7 @@ def test_detection_layer_with_no_candidates_returns_zero_rows():
     probs = np.array([[1, 0, 0, 0], [0.9, 0.1, 0, 0], [0.4, 0.3, 0.3, 0]], f32)
     deltas = np.zeros((3, 4, 4), f32)
     meta = meta_for((256, 256), [[0, 0, 256, 256]])
-    ref = refine_reference(rois, probs, deltas, normalised_window([0, 0, 256, 256], (256, 256)),
+    ref = refine_reference(rois, probs, deltas, norm_window_reference([0, 0, 256, 256], (256, 256)),
                            0.7, 0.3, 5)
     assert np.all(ref == 0)
     np.testing.assert_array_equal(
@@ -350,7 +344,7 @@ def test_unmold_with_a_padded_window_matches_reference():
     molded = mold(image, config)
     assert tuple(int(v) for v in molded.window) == (42, 0, 213, 256)
     rng = np.random.default_rng(31)
-    win = normalised_window(molded.window, (256, 256))
+    win = norm_window_reference(molded.window, (256, 256))
     n = 12
     y = np.sort(rng.uniform(win[0], win[2], (n, 2)), axis=1)
     x = np.sort(rng.uniform(win[1], win[3], (n, 2)), axis=1)
@@ -441,7 +435,7 @@ def test_detect_pipeline_matches_the_reference_graph(small_model, images):
                                             config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
                                             config.RPN_BBOX_STD_DEV)
         np.testing.assert_allclose(proposals, ref_proposals, rtol=0, atol=1e-6)
-        window = normalised_window(metas[0, 7:11], metas[0, 4:6])
+        window = norm_window_reference(metas[0, 7:11], metas[0, 4:6])
         ref_detections = refine_reference(proposals[0], probs[0], deltas[0], window,
                                           config.DETECTION_MIN_CONFIDENCE,
                                           config.DETECTION_NMS_THRESHOLD,
@@ -524,6 +518,6 @@ def test_mask_levels_are_computed_over_all_detection_slots(small_model):
     pooled_slots = np.asarray(layer(tf.constant(slots), meta, maps))[0, :9]
     assert not np.array_equal(pooled_count, pooled_slots)
     # What detect() runs: levels over the slots, head on the first 9 only.
-    subset = small_model.folded.masks(tf.constant(slots), 9, meta, maps).numpy()
-    everything = small_model.folded.masks(tf.constant(slots), 20, meta, maps).numpy()[:, :9]
+    subset = small_model.network.masks(tf.constant(slots), 9, meta, maps).numpy()
+    everything = small_model.network.masks(tf.constant(slots), 20, meta, maps).numpy()[:, :9]
     np.testing.assert_array_equal(subset, everything)

@@ -16,7 +16,7 @@ from mrcnn.training.calibration import backbone_statistics, calibrate_batchnorm
 from mrcnn.training.data import TrainingBatches
 from mrcnn.training.graph import decayed_variables, set_trainable
 from mrcnn.training.shapes import ShapesConfig, ShapesDataset
-from mrcnn.training.trainer import Trainer
+from mrcnn.training.trainer import Trainer, TrainSteps
 
 
 class TinyConfig(ShapesConfig):
@@ -52,6 +52,24 @@ def tiny(tmp_path_factory):
     calibrate_batchnorm(model, train_set, images=8)
     batch = next(TrainingBatches(train_set, model.config, seed=0))
     return model, train_set, val_set, batch
+
+
+@pytest.fixture(scope="module")
+def trainer(tiny):
+    """The tiny model's one Trainer: it owns the epochs done and the log folder."""
+    return Trainer(tiny[0])
+
+
+_GRAPHS = {}
+
+
+def steps_for(model, learning_rate, layers, batch) -> TrainSteps:
+    """Compiled steps on the model's one training graph (as a Trainer keeps it)."""
+    from mrcnn.training.graph import TrainingGraph
+    if id(model) not in _GRAPHS:
+        _GRAPHS[id(model)] = TrainingGraph(model)
+    return TrainSteps(model, _GRAPHS[id(model)], learning_rate, layers,
+                      batch["images"].shape[1:], batch["gt_masks"].shape[1:3])
 
 
 def values_of(model):
@@ -97,7 +115,7 @@ def test_layers_select_exactly_matterports_groups(tiny, layers):
 def test_heads_training_changes_only_the_heads_and_never_batchnorm_statistics(restored):
     model, _, _, batch = restored
     before = values_of(model)
-    trainer = Trainer(model, 0.01, "heads", batch["images"].shape[1:], batch["gt_masks"].shape[1:3])
+    trainer = steps_for(model, 0.01, "heads", batch)
     trainer.run(trainer.train_step, batch)
     after = values_of(model)
     changed = {path for path in before if not np.array_equal(before[path], after[path])}
@@ -125,8 +143,7 @@ def test_weight_decay_never_touches_batchnorm_gamma_or_beta(restored):
     saved = config.LOSS_WEIGHTS, config.WEIGHT_DECAY
     config.LOSS_WEIGHTS, config.WEIGHT_DECAY = {name: 0.0 for name in saved[0]}, 1e4
     try:
-        trainer = Trainer(model, 0.01, "all", batch["images"].shape[1:],
-                          batch["gt_masks"].shape[1:3])
+        trainer = steps_for(model, 0.01, "all", batch)
         before = values_of(model)
         trainer.run(trainer.train_step, batch)
         after = values_of(model)
@@ -141,7 +158,7 @@ def test_weight_decay_never_touches_batchnorm_gamma_or_beta(restored):
 
 def test_a_few_steps_lower_the_total_loss_on_a_fixed_batch(restored):
     model, _, _, batch = restored
-    trainer = Trainer(model, 0.002, "all", batch["images"].shape[1:], batch["gt_masks"].shape[1:3])
+    trainer = steps_for(model, 0.002, "all", batch)
 
     def loss():
         tf.random.set_seed(1)                # the same RoI sampling for both measurements
@@ -159,8 +176,7 @@ def test_train_bn_trains_backbone_statistics_and_measures_them_exactly(restored)
     config = model.config
     config.TRAIN_BN = True
     try:
-        trainer = Trainer(model, 0.001, "all", batch["images"].shape[1:],
-                          batch["gt_masks"].shape[1:3])
+        trainer = steps_for(model, 0.001, "all", batch)
         before = values_of(model)
         trainer.run(trainer.validation_step, batch)
         assert all(np.array_equal(v.numpy(), before[v.path]) for v in model.keras_model.weights)
@@ -186,16 +202,16 @@ def test_train_bn_trains_backbone_statistics_and_measures_them_exactly(restored)
 
 # --------------------------------------------------------------------------- train()
 @pytest.mark.slow
-def test_train_epochs_checkpoints_csv_and_stop(tiny):
+def test_train_epochs_checkpoints_csv_and_stop(tiny, trainer):
     model, train_set, val_set, _ = tiny
-    first = model.epoch
-    history = model.train(train_set, val_set, 0.002, epochs=first + 1, layers="heads", verbose=0)
-    assert model.epoch == first + 1 and len(history) == 1
+    first = trainer.epoch
+    history = trainer.train(train_set, val_set, 0.002, epochs=first + 1, layers="heads", verbose=0)
+    assert trainer.epoch == first + 1 and len(history) == 1
     assert set(history[0]) >= {"loss", "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
                                "mrcnn_bbox_loss", "mrcnn_mask_loss", "val_loss", "checkpoint"}
-    second = model.train(train_set, val_set, 0.002, epochs=first + 2, layers="all", verbose=0)
+    second = trainer.train(train_set, val_set, 0.002, epochs=first + 2, layers="all", verbose=0)
     assert [h["epoch"] for h in second] == [first + 2]
-    assert model.train(train_set, val_set, 0.002, epochs=first + 2, layers="all", verbose=0) == []
+    assert trainer.train(train_set, val_set, 0.002, epochs=first + 2, layers="all", verbose=0) == []
 
     stop = threading.Event()
 
@@ -203,10 +219,10 @@ def test_train_epochs_checkpoints_csv_and_stop(tiny):
         def on_train_batch_end(self, step, logs):
             stop.set()
 
-    third = model.train(train_set, None, 0.002, epochs=first + 5, layers="all", verbose=0,
-                        custom_callbacks=[StopAtFirstStep()], stop_event=stop)
+    third = trainer.train(train_set, None, 0.002, epochs=first + 5, layers="all", verbose=0,
+                          custom_callbacks=[StopAtFirstStep()], stop_event=stop)
     assert len(third) == 1 and third[0]["steps"] == 1 and "val_loss" not in third[0]
-    folder = model.log_dir
+    folder = trainer.log_dir
     names = sorted(p.name for p in folder.glob("*.h5"))
     assert names == [f"mask_rcnn_tiny_{e:04d}.h5" for e in range(first + 1, first + 4)]
     with open(folder / "losses.csv") as f:
@@ -215,10 +231,10 @@ def test_train_epochs_checkpoints_csv_and_stop(tiny):
     assert all(float(r["loss"]) > 0 for r in rows)
 
 
-def test_checkpoint_loads_back_through_the_loader_with_the_same_detections(tiny):
+def test_checkpoint_loads_back_through_the_loader_with_the_same_detections(tiny, trainer):
     model, train_set, _, _ = tiny
-    history = model.train(train_set, None, 0.002, epochs=model.epoch + 1, layers="all",
-                          verbose=0)
+    history = trainer.train(train_set, None, 0.002, epochs=trainer.epoch + 1, layers="all",
+                            verbose=0)
     path = history[-1]["checkpoint"]
     with h5py.File(path, "r") as f:
         names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from references import iou_reference
 
 from mrcnn.intermediates import compute_intermediates
 from mrcnn.what_if import masks_what_if, match_objects, nms_what_if, rerun_heads
@@ -69,8 +70,7 @@ def test_heads_rerun_at_the_runs_own_settings_is_the_run(small_model, astronaut_
 def test_heads_rerun_does_not_run_the_backbone(small_model, astronaut_record, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the backbone ran")
-    monkeypatch.setattr(small_model.folded, "backbone", forbidden)
-    monkeypatch.setattr(small_model.folded, "rpn", forbidden)
+    monkeypatch.setattr(small_model.network, "features", forbidden)
     traces = small_model.trace_count()
     rerun_heads(small_model, astronaut_record, 0.6, 123)
     rerun_heads(small_model, astronaut_record, 0.8, 321)          # no retrace either
@@ -97,19 +97,6 @@ def test_coco_heads_rerun_at_default_settings_equals_detect(coco_model, photos):
 
 
 # --------------------------------------------------------------------- NMS
-
-def iou_reference(a, b):
-    """IoU as TensorFlow's NMS computes it: corners in any order, empty boxes overlap nothing."""
-    ay1, ay2 = sorted((a[0], a[2]))
-    ax1, ax2 = sorted((a[1], a[3]))
-    by1, by2 = sorted((b[0], b[2]))
-    bx1, bx2 = sorted((b[1], b[3]))
-    area_a, area_b = (ay2 - ay1) * (ax2 - ax1), (by2 - by1) * (bx2 - bx1)
-    if area_a <= 0 or area_b <= 0:
-        return 0.0
-    inter = max(min(ay2, by2) - max(ay1, by1), 0) * max(min(ax2, bx2) - max(ax1, bx1), 0)
-    return inter / (area_a + area_b - inter)
-
 
 def class_agnostic_reference(boxes, scores, class_ids, min_confidence, threshold, limit):
     """Greedy NMS over every non-background candidate at once, best score first

@@ -5,4 +5,7 @@
   here) or any model's layout, with seeded values.
 - :mod:`mrcnn.testing.configs`: a small network configuration.
 - :mod:`mrcnn.testing.compare`: two detection answers equal up to float32 rounding.
+- :mod:`mrcnn.testing.browser`: a real ``streamlit run`` and Chromium, for browser tests.
+- :mod:`mrcnn.testing.memory`: peak memory of a child process, for benchmarks.
+- :mod:`mrcnn.testing.machine`: the CPU's name, printed beside every figure.
 """

@@ -56,7 +56,6 @@ def backbone_statistics(model, images, graph=None) -> None:
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-    model.folded.refresh()
 
 
 def calibrate_batchnorm(model, dataset, images=16, seed=0, zero_residual_gamma=True) -> int:
@@ -111,5 +110,4 @@ def calibrate_batchnorm(model, dataset, images=16, seed=0, zero_residual_gamma=T
         x = conv(x)
         _set_statistics(bn, x, real)
         x = tf.nn.relu(bn(x, training=False))
-    model.folded.refresh()
     return len(layers) + 2 + len(heads.mask_convs)

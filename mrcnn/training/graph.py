@@ -24,9 +24,9 @@ import re
 import keras
 import tensorflow as tf
 
+import mrcnn.training.losses as L
 from mrcnn.anchors import get_anchors
 from mrcnn.layers import ProposalLayer
-from mrcnn.training import losses as L
 from mrcnn.training.targets import detection_targets
 
 _HEADS = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"

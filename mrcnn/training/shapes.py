@@ -53,17 +53,6 @@ class ShapesConfig(Config):
     # stall (README, "Train on your own data").
     TRAIN_BN = True
 
-    @classmethod
-    def sample_images(cls) -> dict:
-        """A few generated images (not in the training or benchmark sets) for the app."""
-        size = cls.IMAGE_MAX_DIM
-        return {f"shapes {i + 1}": draw_shapes(np.random.default_rng([SAMPLE_SEED, i]),
-                                               size, size)[0]
-                for i in range(4)}
-
-
-SAMPLE_SEED = 7_000_000        # seeds of the app's samples, far from any dataset's
-
 
 def _polygon(kind, cy, cx, r):
     """Vertices (rows, cols) of a square of half-side r or an upright equilateral
@@ -176,6 +165,7 @@ def train_shapes_from_scratch(config, model_dir, epochs, low_lr_epochs=5, train_
 
     from mrcnn.model import MaskRCNN
     from mrcnn.training.calibration import calibrate_batchnorm
+    from mrcnn.training.trainer import Trainer
     train_set = shapes_dataset(train_images, 1, config.IMAGE_MAX_DIM)
     keras.utils.set_random_seed(seed)
     model = MaskRCNN(mode="training", config=config, model_dir=model_dir)
@@ -191,9 +181,10 @@ def train_shapes_from_scratch(config, model_dir, epochs, low_lr_epochs=5, train_
 
     high = max(epochs - low_lr_epochs, 1)
     hooks = [Clock(), *callbacks]
-    model.train(train_set, val_dataset, config.LEARNING_RATE, epochs=high, layers="all",
-                custom_callbacks=hooks, seed=seed, verbose=verbose)
+    trainer = Trainer(model)
+    trainer.train(train_set, val_dataset, config.LEARNING_RATE, epochs=high, layers="all",
+                  custom_callbacks=hooks, seed=seed, verbose=verbose)
     if epochs > high:
-        model.train(train_set, val_dataset, config.LEARNING_RATE / 10, epochs=epochs,
-                    layers="all", custom_callbacks=hooks, seed=seed + 1, verbose=verbose)
+        trainer.train(train_set, val_dataset, config.LEARNING_RATE / 10, epochs=epochs,
+                      layers="all", custom_callbacks=hooks, seed=seed + 1, verbose=verbose)
     return model, marks
