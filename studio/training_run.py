@@ -25,9 +25,11 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import threading
 import time
 import traceback
+import types
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +124,15 @@ class TrainingRun:
                                             args=(self.spec, str(self.folder), sender),
                                             name="mrcnn-training", daemon=True)
             self._state["started"] = time.time()
-            self._process.start()
+            # spawn re-runs the parent's __main__ in the child; under Streamlit that is the
+            # page's script (under AppTest a script that only runs there): start the child
+            # from an empty __main__ instead, so it imports only what train_in_child needs.
+            main = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            try:
+                self._process.start()
+            finally:
+                sys.modules["__main__"] = main
             sender.close()            # the child holds the only writer: its exit is EOF here
             self._reader = threading.Thread(target=self._read, args=(receiver,),
                                             name="mrcnn-training-reports", daemon=True)

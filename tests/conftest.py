@@ -13,6 +13,23 @@ from mrcnn.testing.configs import small_config
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: Test files that share one worker under pytest-xdist (``-n 2 --dist loadgroup``,
+#: pyproject.toml): the two that need the shapes model trained in this run, so it is
+#: trained once. Every other file is a group of its own: a file's module-scoped
+#: fixtures are built once, and its tests run in order on one worker.
+SHARED_WORKER = {"test_server_under_load.py": "trained_shapes",
+                 "test_training_browser.py": "trained_shapes"}
+
+
+@pytest.hookimpl(tryfirst=True)      # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))
+    # The longest group (the training, then two browser tests) goes first, so the other
+    # worker runs everything else meanwhile instead of idling at the end.
+    items.sort(key=lambda item: item.path.name not in SHARED_WORKER)
+
 
 @pytest.fixture(scope="session")
 def coco_weights(tmp_path_factory) -> Path:

@@ -112,6 +112,7 @@ def test_upload_slider_download_in_chromium(server, tmp_path, photos):
     assert all(m.shape == (height, width) and np.any(m) for m in masks)
 
 
+@pytest.mark.slow                 # about 35 s alone on two cores
 def test_three_visitors_at_once_see_their_place_in_line_and_their_own_results(
         server, tmp_path, photos):
     """Three browser sessions upload three photos within a second: while the first photo

@@ -186,6 +186,7 @@ def test_missing_weights_file_is_explained(tmp_path, monkeypatch):
 
 
 @pytest.mark.browser
+@pytest.mark.slow                 # about 30 s alone on two cores
 def test_browser_shows_every_section_without_an_error(coco_weights, tmp_path):
     from playwright.sync_api import sync_playwright
 

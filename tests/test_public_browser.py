@@ -97,6 +97,7 @@ def server(coco_weights, tmp_path):
         yield url
 
 
+@pytest.mark.slow                 # about 38 s alone on two cores
 def test_export_panel_stays_open_while_formats_are_ticked(server, tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -3,7 +3,7 @@
 1. Ten sessions rerun as fast as they can (Streamlit's rerun key, each rerun ending in
    Streamlit's ``keras.backend.clear_session()``) while the first visitor's photo is
    traced and run for the first time.
-2. One visitor trains on the Train page (a child process) for at least 90 s, through a
+2. One visitor trains on the Train page (a child process) for at least 60 s, through a
    finished epoch; meanwhile a second uploads two photos and moves the confidence
    slider, and a third opens the teaching page. Then *Stop* ends the run.
 
@@ -86,7 +86,7 @@ def test_the_server_survives_reruns_training_photos_and_the_lesson_at_once(serve
             for page in crowd:
                 page.close()
 
-            # 2. Training for 90 s or more, with a photo visitor and a lesson.
+            # 2. Training for 60 s or more, with a photo visitor and a lesson.
             trainer = context.new_page()
             trainer.goto(f"{url}/Train")
             trainer.get_by_role("button", name="Start training").click()
@@ -112,7 +112,7 @@ def test_the_server_survives_reruns_training_photos_and_the_lesson_at_once(serve
             alive()
 
             wait(trainer.get_by_text("After epoch 1"), 420)
-            while time.monotonic() - started < 90:
+            while time.monotonic() - started < 60:
                 alive()
                 time.sleep(1)
             alive()

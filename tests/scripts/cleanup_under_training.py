@@ -16,6 +16,7 @@ from streamlit.runtime.scriptrunner.script_runner import _clean_problem_modules
 from mrcnn.model import MaskRCNN
 from mrcnn.testing.configs import TINY_SHAPES
 from mrcnn.training.shapes import shapes_dataset
+from mrcnn.training.trainer import Trainer
 from studio import keras_cleanup
 from studio.training_run import RunSpec
 
@@ -33,7 +34,7 @@ def main() -> None:
         def on_train_batch_end(self, step, logs):
             steps[0] += 1
 
-    trainer = threading.Thread(target=model.train, args=(
+    trainer = threading.Thread(target=Trainer(model).train, args=(
         shapes_dataset(100, 1, 64), None, 0.001, 10**6, "all"),
         kwargs={"custom_callbacks": [Count()], "stop_event": stop, "verbose": 0}, daemon=True)
     trainer.start()
