@@ -63,7 +63,11 @@ def _convolve(conv, x, kernel, bias, activation=None):
 class FoldedGraph:
     """Callable: a Keras functional model's outputs for concrete inputs, BatchNorm folded.
 
-    Nested functional models (the RPN's ``rpn_model``) are run the same way.
+    Nested functional models (the RPN's ``rpn_model``) are run the same way. It walks the
+    model's own graph with Keras 3's ``Function._run_through_graph`` and reads the graph's
+    nodes (``_nodes_by_depth``, ``_keras_history``): Keras internals, pinned by
+    requirements.txt and covered by ``tests/test_folding.py``. Each layer is called once
+    per graph, as in this network, so a fold belongs to one convolution call.
     """
 
     def __init__(self, functional: keras.Model):
@@ -92,9 +96,9 @@ class FoldedGraph:
                 only_consumer = len(consumers[id(tensor)]) == 1
                 same_wrapping = isinstance(producer, RoiDistributed) == isinstance(
                     layer, RoiDistributed)
-                linear = conv.activation in (None, keras.activations.linear) if isinstance(
-                    conv, keras.layers.Conv2D) else False
-                if (type(conv) is keras.layers.Conv2D and linear and only_consumer and same_wrapping
+                if (type(conv) is keras.layers.Conv2D
+                        and conv.activation in (None, keras.activations.linear)
+                        and only_consumer and same_wrapping
                         and node.arguments.kwargs.get("training") in (None, False)):
                     self.folds[id(producer)] = inner
                     self.folded_bns.add(id(layer))

@@ -72,17 +72,22 @@ def wait_idle(page, timeout_s: float = 60, steady_s: float = 1.5) -> None:
 
 
 def choose_option(page, widget_key: str, option: str) -> None:
-    """Pick ``option`` in the selectbox with key ``widget_key`` (its list does not always
-    open on the first click while the page is still busy)."""
+    """Pick ``option`` in the selectbox with key ``widget_key``. While the page is still
+    busy its list does not always open on the first click, and a rerun can redraw the
+    open list under the pointer: open and pick again, after the page went idle."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     options = page.locator('[role="option"]', has_text=option)
-    for _ in range(5):
+    for attempt in range(6):
+        wait_idle(page)
         page.locator(f".st-key-{widget_key} [role=combobox]").click()
         try:
             options.first.wait_for(timeout=5_000)
+            options.first.click(timeout=5_000)
             break
-        except Exception:  # noqa: BLE001 - clicked again below
+        except PlaywrightTimeout:          # opened and picked again below
+            if attempt == 5:
+                raise
             page.keyboard.press("Escape")
-    options.first.click()
     page.wait_for_function(
         "([key, option]) => document.querySelector(`.st-key-${key} [role=combobox]`)"
         ".value.startsWith(option)", arg=[widget_key, option], timeout=30_000)
