@@ -60,16 +60,14 @@ def trainer(tiny):
     return Trainer(tiny[0])
 
 
-_GRAPHS = {}
+_TRAINERS: dict = {}
 
 
 def steps_for(model, learning_rate, layers, batch) -> TrainSteps:
-    """Compiled steps on the model's one training graph (as a Trainer keeps it)."""
-    from mrcnn.training.graph import TrainingGraph
-    if id(model) not in _GRAPHS:
-        _GRAPHS[id(model)] = TrainingGraph(model)
-    return TrainSteps(model, _GRAPHS[id(model)], learning_rate, layers,
-                      batch["images"].shape[1:], batch["gt_masks"].shape[1:3])
+    """Compiled steps from the model's one Trainer (which builds its training graph once)."""
+    trainer = _TRAINERS.setdefault(id(model), Trainer(model))
+    return trainer.steps(learning_rate, layers, batch["images"].shape[1:],
+                         batch["gt_masks"].shape[1:3])
 
 
 def values_of(model):

@@ -129,17 +129,20 @@ class Trainer:
             self._graph = TrainingGraph(self.model)
         return self._graph
 
+    @property
+    def name(self) -> str:
+        """The config's NAME in lower case: log folders and checkpoints are named after it."""
+        return (self.model.config.NAME or "model").lower()
+
     def folder(self) -> Path:
         """The log folder, named at the first call."""
         if self.log_dir is None:
-            name = (self.model.config.NAME or "model").lower()
-            self.log_dir = self.model_dir / f"{name}{datetime.datetime.now():%Y%m%dT%H%M}"
+            self.log_dir = self.model_dir / f"{self.name}{datetime.datetime.now():%Y%m%dT%H%M}"
         return self.log_dir
 
     def checkpoint_path(self, epoch) -> Path:
         """``mask_rcnn_<name>_<epoch:04d>.h5`` in the log folder (epoch counted from 1)."""
-        name = (self.model.config.NAME or "model").lower()
-        return self.folder() / f"mask_rcnn_{name}_{epoch:04d}.h5"
+        return self.folder() / f"mask_rcnn_{self.name}_{epoch:04d}.h5"
 
     def steps(self, learning_rate, layers, image_shape, mask_shape) -> TrainSteps:
         """Compiled train and validation steps for this choice of rate and layers."""
