@@ -35,6 +35,7 @@ class Timings:
     masks: float = 0.0
     unmold: float = 0.0
     input_shape: tuple = ()   # (h, w) the network saw
+    precision: str = "fp32"   # what it computed in (mrcnn.precision)
 
     def as_dict(self) -> dict:
         return {"mold": self.mold, "network": self.network, "masks": self.masks,

@@ -43,10 +43,25 @@ def folded_weights(conv, bn):
     return conv.kernel * scale, (bias - bn.moving_mean) * scale + bn.beta
 
 
-def _convolve(conv, x, kernel, bias, activation=None):
+def _runs_in(dtype, activation) -> bool:
+    """Whether ``activation`` runs in a reduced ``dtype``: ReLU and the identity do;
+    softmax and sigmoid (scores, mask probabilities) run in float32."""
+    return dtype == tf.float32 or activation in (None, keras.activations.linear,
+                                                 keras.activations.relu)
+
+
+def _convolve(conv, x, kernel, bias, activation=None, dtype=tf.float32):
     """``conv``'s convolution with ``kernel`` and ``bias``; one as large as its input
     (the classifier head's 7x7 and 1x1 layers on a 7x7, then 1x1 map) as the matrix
-    product it is."""
+    product it is. With a reduced ``dtype`` (bfloat16, float16) the input, kernel and
+    bias are rounded to it first and the output stays in it, unless the activation
+    must run in float32 (``_runs_in``)."""
+    if dtype != tf.float32:
+        x, kernel = tf.cast(x, dtype), tf.cast(kernel, dtype)
+        bias = None if bias is None else tf.cast(bias, dtype)
+        if not _runs_in(dtype, activation):
+            y = _convolve(conv, x, kernel, bias)
+            return activation(tf.cast(y, tf.float32))
     size = tuple(conv.kernel_size)
     if conv.padding == "valid" and tuple(x.shape[1:3]) == size and \
             tuple(conv.strides) == (1, 1):
@@ -70,8 +85,9 @@ class FoldedGraph:
     per graph, as in this network, so a fold belongs to one convolution call.
     """
 
-    def __init__(self, functional: keras.Model):
+    def __init__(self, functional: keras.Model, dtype=tf.float32):
         self.model = functional
+        self.dtype = tf.as_dtype(dtype)
         self.folds = {}          # id(conv layer) -> its BatchNormalization layer
         self.folded_bns = set()  # id(BatchNormalization layer) folded into a conv
         self.nested = {}         # id(nested functional) -> FoldedGraph
@@ -86,7 +102,7 @@ class FoldedGraph:
             for node in nodes:
                 layer = node.operation
                 if isinstance(layer, keras.Model):
-                    self.nested[id(layer)] = FoldedGraph(layer)
+                    self.nested[id(layer)] = FoldedGraph(layer, self.dtype)
                 inner, _ = _inner(layer)
                 if not isinstance(inner, keras.layers.BatchNormalization):
                     continue
@@ -105,6 +121,7 @@ class FoldedGraph:
 
     def _operation(self, layer):
         """What runs in place of ``layer``'s call."""
+        dtype = self.dtype
         if id(layer) in self.folded_bns:
             return lambda x, **_: x
         if id(layer) in self.nested:
@@ -115,12 +132,25 @@ class FoldedGraph:
 
             def conv_bn(x):
                 kernel, bias = folded_weights(inner, bn)
-                return _convolve(inner, x, kernel, bias)
+                return _convolve(inner, x, kernel, bias, dtype=dtype)
         elif type(inner) is keras.layers.Conv2D:
             def conv_bn(x):
                 return _convolve(inner, x, inner.kernel, inner.bias if inner.use_bias else None,
-                                 inner.activation)
+                                 inner.activation, dtype)
+        elif (dtype != tf.float32 and type(inner) is keras.layers.Conv2DTranspose
+              and _runs_in(dtype, inner.activation)):
+            def conv_bn(x):
+                return _transpose_convolve(inner, x, dtype)
+        elif dtype != tf.float32 and not layer.weights and not (
+                isinstance(layer, keras.layers.Activation)
+                and not _runs_in(dtype, layer.activation)):
+            # Reshapes, padding, pooling, adds, ReLU: the layer's own computation on the
+            # reduced tensor (its __call__ would round the input back to float32).
+            return lambda *args, **kwargs: layer.call(*args, **{
+                k: v for k, v in kwargs.items() if k != "training"})
         else:
+            # float32, or a layer that computes in float32 (softmax, sigmoid, the final
+            # dense layers): called as it is; Keras casts its input to float32.
             return lambda *args, **kwargs: layer(*args, **{**kwargs, "training": False}) \
                 if "training" in kwargs else layer(*args, **kwargs)
         if distributed:
@@ -131,7 +161,21 @@ class FoldedGraph:
         outputs = self.model._run_through_graph(
             list(inputs), operation_fn=self._operation,
             call_fn=lambda operation, *args, **kwargs: operation(*args, **kwargs))
+        if self.dtype != tf.float32:
+            outputs = tf.nest.map_structure(
+                lambda t: tf.cast(t, tf.float32) if t.dtype.is_floating else t, outputs)
         return outputs
+
+
+def _transpose_convolve(layer, x, dtype):
+    """A ``Conv2DTranspose`` layer's computation in a reduced ``dtype``."""
+    y = keras.ops.conv_transpose(
+        tf.cast(x, dtype), tf.cast(layer.kernel, dtype), strides=layer.strides,
+        padding=layer.padding, output_padding=layer.output_padding,
+        dilation_rate=layer.dilation_rate, data_format=layer.data_format)
+    if layer.use_bias:
+        y = tf.nn.bias_add(y, tf.cast(layer.bias, dtype))
+    return layer.activation(y) if layer.activation is not None else y
 
 
 #: What ``InferenceNetwork.features`` returns, in network order.
@@ -145,11 +189,18 @@ class InferenceNetwork:
     holds the RoI pooling and the two heads.
     """
 
-    def __init__(self, model):
-        self.features_graph = FoldedGraph(model.feature_model)
+    def __init__(self, model, dtype=tf.float32, _head_models=None):
+        self.model, self.dtype = model, tf.as_dtype(dtype)
+        self.features_graph = FoldedGraph(model.feature_model, dtype)
         self.heads = heads = model.heads
-        classifier, mask = heads.head_models(model.config.TOP_DOWN_PYRAMID_SIZE)
-        self.classifier_graph, self.mask_graph = FoldedGraph(classifier), FoldedGraph(mask)
+        self.head_models = _head_models or heads.head_models(model.config.TOP_DOWN_PYRAMID_SIZE)
+        classifier, mask = self.head_models
+        self.classifier_graph = FoldedGraph(classifier, dtype)
+        self.mask_graph = FoldedGraph(mask, dtype)
+
+    def in_dtype(self, dtype) -> InferenceNetwork:
+        """The same network computing its convolutions in ``dtype`` (``mrcnn.precision``)."""
+        return InferenceNetwork(self.model, dtype, self.head_models)
 
     def features(self, images) -> dict:
         """(B, H, W, 3) molded images -> {name: tensor} for ``FEATURES``."""

@@ -43,6 +43,7 @@ from mrcnn.heads import Heads, build_rpn_model
 from mrcnn.layers import DetectionLayer, ProposalLayer
 from mrcnn.molding import compact_masks, mold, unmold_boxes, unmold_detections
 from mrcnn.pixels import to_rgb_array
+from mrcnn.precision import DTYPES, LABELS, check_precision, default_precision, resolve_precision
 
 DETECTION_SETTINGS = {"DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD",
                       "DETECTION_MAX_INSTANCES"}
@@ -83,12 +84,16 @@ class MaskRCNN:
 
     ``mode`` ("inference" or "training") is accepted for matterport compatibility: both
     build the same layers. ``model_dir`` is where a ``Trainer`` writes its log folders.
+    ``precision`` ("auto", "fp32", "bf16", "fp16"; default ``$MRCNN_PRECISION``, else
+    "auto") is what inference computes in (``mrcnn.precision``); ``detect()`` takes
+    ``precision=`` for one call. ``fp32`` gives matterport's answers.
     """
 
     def __init__(self, config: Config | None = None, *, mode: str = "inference",
-                 model_dir=None):
+                 model_dir=None, precision: str | None = None):
         if mode not in ("inference", "training"):
             raise ValueError(f"mode must be 'inference' or 'training', not {mode!r}.")
+        self.precision = check_precision(precision) if precision else default_precision()
         self.mode = mode
         self.model_dir = Path(model_dir or "logs")
         self.config = config or CocoConfig()
@@ -143,8 +148,11 @@ class MaskRCNN:
             image, [*self.feature_maps.values(), rpn_probs, rpn_deltas], name="features")
         assert tuple(self.feature_maps) + ("rpn_probs", "rpn_deltas") == FEATURES
         self.network = InferenceNetwork(self)
+        self._proposal_layer = proposal_layer
 
         self._compiled = steps = compile_steps(cfg, self.network, proposal_layer)
+        self._compiled_in = {"fp32": steps}   # resolved precision -> its compiled steps
+        self._compile_lock = threading.Lock()
 
         def detections_alone(*args):
             """The detection step without its RoI indices: (B, D, 6)."""
@@ -152,6 +160,29 @@ class MaskRCNN:
 
         # detect()'s three steps as callers outside the model use them
         self._steps = (steps.classify, detections_alone, steps.masks)
+
+    def steps_in(self, precision: str):
+        """The compiled steps computing in a resolved ``precision`` ("fp32", "bf16",
+        "fp16"), built on first use: the same layers and variables, other casts."""
+        steps = self._compiled_in.get(precision)
+        if steps is None:
+            with self._compile_lock:
+                steps = self._compiled_in.get(precision)
+                if steps is None:
+                    network = self.network.in_dtype(DTYPES[precision])
+                    steps = compile_steps(self.config, network, self._proposal_layer)
+                    self._compiled_in[precision] = steps
+        return steps
+
+    def resolve_precision(self, input_pixels: int, precision: str | None = None) -> str:
+        """What a run with ``input_pixels`` network-input pixels computes in, for
+        ``precision`` (default: the model's own)."""
+        return resolve_precision(precision or self.precision, self.device, int(input_pixels))
+
+    @staticmethod
+    def precision_label(precision: str) -> str:
+        """The name the app shows for a resolved precision ("bfloat16")."""
+        return LABELS[precision]
 
     # ---------------------------------------------------------------- weights
     def load_weights(self, path, by_name=True, exclude=()):
@@ -197,16 +228,19 @@ class MaskRCNN:
             raise ValueError("IMAGE_MAX_DIM must be a multiple of 64.")
         return config
 
-    def forward(self, images, **overrides) -> NetworkOutputs:
+    def forward(self, images, precision: str | None = None, **overrides) -> NetworkOutputs:
         """Images through the network, before unmolding: what ``detect()`` computes.
 
         ``NetworkOutputs.stages`` keeps every intermediate tensor (``STAGES``); the
         teaching page reads them, ``detect()`` only unmolds the detections and masks.
+        ``precision``: for this call instead of the model's (``mrcnn.precision``).
         """
         config = self.with_overrides(**overrides)
-        classify_step = self._compiled.classify
         t0 = time.perf_counter()
         batch, metas, molded = self.mold_inputs(images, config)
+        resolved = self.resolve_precision(batch.shape[1] * batch.shape[2], precision)
+        steps = self.steps_in(resolved)
+        classify_step = steps.classify
         anchors = get_anchors(config, batch.shape[1:3])
         metas_t = tf.constant(metas)
         t1 = time.perf_counter()
@@ -214,11 +248,11 @@ class MaskRCNN:
             np.broadcast_to(anchors, (len(images),) + anchors.shape)))
         proposal_anchors = stages.pop("proposal_anchors").numpy()
         return self._detect_and_mask(config, molded, metas, anchors, stages, proposal_anchors,
-                                     Timings(mold=t1 - t0, input_shape=tuple(batch.shape[1:3])),
-                                     t1)
+                                     Timings(mold=t1 - t0, input_shape=tuple(batch.shape[1:3]),
+                                             precision=resolved), t1, steps)
 
     def heads_from_pyramid(self, pyramid, objectness, rpn_deltas, anchors, metas, molded=(),
-                           **overrides) -> NetworkOutputs:
+                           precision: str | None = None, **overrides) -> NetworkOutputs:
         """The proposal layer and the heads again on an earlier run's feature maps.
 
         pyramid: P2..P5 of that run, each (B, h, w, TOP_DOWN_PYRAMID_SIZE) float32;
@@ -230,6 +264,8 @@ class MaskRCNN:
         result is ``forward()``'s bit for bit; with others it is what ``forward()``
         of a model configured with them computes (``tests/test_what_if.py``).
         ``stages`` holds P2..P5, rpn_deltas, proposals, class_probs, class_deltas.
+        ``precision`` resolves as ``forward()``'s would for that run's input (16 pixels
+        per P2 cell).
         """
         config = self.with_overrides(HEADS_SETTINGS, **overrides)
         if int(config.POST_NMS_ROIS_INFERENCE) < 1:
@@ -238,7 +274,10 @@ class MaskRCNN:
         pyramid = [tf.constant(p, tf.float32) for p in pyramid]
         anchors = np.asarray(anchors, np.float32)
         metas = np.asarray(metas, np.float32)
-        stages = self._compiled.heads(
+        resolved = self.resolve_precision(16 * pyramid[0].shape[1] * pyramid[0].shape[2],
+                                          precision)
+        steps = self.steps_in(resolved)
+        stages = steps.heads(
             tf.constant(objectness, tf.float32), tf.constant(rpn_deltas, tf.float32),
             tf.constant(np.broadcast_to(anchors, (len(metas),) + anchors.shape)),
             tf.constant(metas), *pyramid,
@@ -248,12 +287,12 @@ class MaskRCNN:
         stages.update(zip(("P2", "P3", "P4", "P5"), pyramid))
         stages["rpn_deltas"] = tf.constant(rpn_deltas, tf.float32)
         return self._detect_and_mask(config, list(molded), metas, anchors, stages,
-                                     proposal_anchors, Timings(), start)
+                                     proposal_anchors, Timings(precision=resolved), start, steps)
 
     def _detect_and_mask(self, config, molded, metas, anchors, stages, proposal_anchors,
-                         timings, started) -> NetworkOutputs:
+                         timings, started, steps) -> NetworkOutputs:
         """The detection layer and the mask head on classified RoIs (``stages``)."""
-        detections_step, masks_step = self._compiled.detections, self._compiled.masks
+        detections_step, masks_step = steps.detections, steps.masks
         metas_t = tf.constant(metas)
         detections, detection_rois = detections_step(
             stages["proposals"], stages["class_probs"], stages["class_deltas"], metas_t,
@@ -276,18 +315,19 @@ class MaskRCNN:
                               timings, proposal_anchors=proposal_anchors,
                               detection_rois=detection_rois)
 
-    def detect(self, images, verbose=0, **overrides):
+    def detect(self, images, verbose=0, precision: str | None = None, **overrides):
         """Detect objects in a list of RGB images (any size).
 
         Returns one dict per image with ``rois`` (N, 4) int32 [y1, x1, y2, x2] in the
         image's pixels, ``class_ids`` (N,) int32, ``scores`` (N,) float32 and ``masks``
         (H, W, N) bool, ordered by score, exactly like matterport's ``detect()``.
-        Keyword overrides (see ``with_overrides``) apply to this call only.
+        Keyword overrides (see ``with_overrides``) and ``precision`` apply to this call
+        only; ``last_timings.precision`` says what it computed in.
         ``verbose`` is accepted for matterport compatibility and ignored.
         """
-        return self._detect(images, overrides, compact=False)
+        return self._detect(images, overrides, compact=False, precision=precision)
 
-    def detect_compact(self, images, **overrides):
+    def detect_compact(self, images, precision: str | None = None, **overrides):
         """``detect()`` with ``masks`` as :class:`mrcnn.results.CompactMasks`, plus
         where each detection came from.
 
@@ -299,12 +339,12 @@ class MaskRCNN:
         (N, NUM_CLASSES) float32, that RoI's softmax from the classifier head
         (``class_probs[i, class_ids[i]] == scores[i]``).
         """
-        return self._detect(images, overrides, compact=True)
+        return self._detect(images, overrides, compact=True, precision=precision)
 
-    def _detect(self, images, overrides, compact: bool) -> list[dict]:
+    def _detect(self, images, overrides, compact: bool, precision=None) -> list[dict]:
         if len(images) == 0:
             return []
-        outputs = self.forward(images, **overrides)
+        outputs = self.forward(images, precision=precision, **overrides)
         start = time.perf_counter()
         results = [self.unmold_image(outputs, i, compact) for i in range(len(outputs.molded))]
         outputs.timings.unmold = time.perf_counter() - start
@@ -331,13 +371,16 @@ class MaskRCNN:
 
     def trace_count(self) -> int:
         """Graphs traced by the compiled steps so far (3 after the first ``detect()``,
-        one more after the first ``heads_from_pyramid()``, for good)."""
+        one more after the first ``heads_from_pyramid()``, for good; as many again
+        for each other precision used)."""
         return sum(step.experimental_get_tracing_count()
-                   for step in self._compiled)
+                   for steps in list(self._compiled_in.values()) for step in steps)
 
 
-def load_model(weights_path=None, config=None, exclude=()) -> MaskRCNN:
+def load_model(weights_path=None, config=None, exclude=(), precision=None) -> MaskRCNN:
     """Build Mask R-CNN for ``config`` (COCO by default) and load ``weights_path``.
+
+    ``precision``: see ``MaskRCNN`` (default ``$MRCNN_PRECISION``, else "auto").
 
     ``weights_path`` defaults to ``mrcnn.weights.default_weights_path()``
     ($MRCNN_WEIGHTS or weights/mask_rcnn_coco.h5). The file is checked before
@@ -346,7 +389,7 @@ def load_model(weights_path=None, config=None, exclude=()) -> MaskRCNN:
     from mrcnn.weights.check import check_weights_file, default_weights_path
     path = weights_path or default_weights_path()
     check_weights_file(path)
-    model = MaskRCNN(config or CocoConfig())
+    model = MaskRCNN(config or CocoConfig(), precision=precision)
     model.load_weights(path, exclude=exclude)
     return model
 

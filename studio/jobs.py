@@ -28,15 +28,20 @@ class RunSettings:
     image_max_dim: int
     nms_threshold: float
     max_instances: int
+    precision: str | None = None     # None: the server's (MRCNN_PRECISION); "fp32": exact
 
     def overrides(self) -> dict:
-        return {"DETECTION_MIN_CONFIDENCE": DETECT_THRESHOLD,
-                "IMAGE_MAX_DIM": self.image_max_dim,
-                "DETECTION_NMS_THRESHOLD": self.nms_threshold,
-                "DETECTION_MAX_INSTANCES": self.max_instances}
+        overrides = {"DETECTION_MIN_CONFIDENCE": DETECT_THRESHOLD,
+                     "IMAGE_MAX_DIM": self.image_max_dim,
+                     "DETECTION_NMS_THRESHOLD": self.nms_threshold,
+                     "DETECTION_MAX_INSTANCES": self.max_instances}
+        if self.precision:
+            overrides["precision"] = self.precision
+        return overrides
 
     def key(self) -> tuple:
-        return (self.image_max_dim, self.nms_threshold, self.max_instances)
+        key = (self.image_max_dim, self.nms_threshold, self.max_instances)
+        return key + (self.precision,) if self.precision else key
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from studio.jobs import run_batch
 from studio.public import public_mode
 from studio.run_store import RunStore
 from studio.sessions import session_alive
-from studio.settings import Limits, model_config_path, service_settings
+from studio.settings import Limits, model_config_path, precision_setting, service_settings
 from studio.sizing import payload_bytes, result_bytes
 from studio.weights_ui import weights_panel
 
@@ -55,6 +55,7 @@ class Services:
         if model is None:
             from mrcnn.model import shared_model
             model = shared_model(self.weights_path, self.config)
+            model.precision = precision_setting()
         return model
 
 
@@ -72,7 +73,9 @@ def _services(weights_path: str, url: str | None, token: str | None, config_path
 
     def load():
         from mrcnn.model import shared_model  # one model object per process
-        return shared_model(weights_path, config)
+        model = shared_model(weights_path, config)
+        model.precision = precision_setting()    # MRCNN_PRECISION, from secrets too
+        return model
 
     backend = make_backend(model_loader=load, url=url, token=token)
     device = backend.describe().get("device") or ""

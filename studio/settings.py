@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from mrcnn.config import DEFAULT_CONFIG_PATH
+from mrcnn.precision import PRECISION_ENV, check_precision
 from mrcnn.serve.protocol import TOKEN_ENV, URL_ENV
 from studio.public import public_mode, setting
 
@@ -20,6 +21,17 @@ CONFIG_ENV = "MRCNN_CONFIG"              # module:Class of the model's config (d
 def model_config_path() -> str:
     """``module:Class`` of the model's config (``MRCNN_CONFIG``, else COCO's)."""
     return str(setting(CONFIG_ENV, DEFAULT_CONFIG_PATH))
+
+
+def precision_setting() -> str:
+    """What the network computes in (``MRCNN_PRECISION``: auto, fp32, bf16, fp16; see
+    :mod:`mrcnn.precision`), "auto" when unset or not one of those."""
+    value = setting(PRECISION_ENV, "auto")
+    try:
+        return check_precision(value)
+    except ValueError as exc:
+        logger.warning("%s Using auto.", exc)
+        return "auto"
 
 
 def service_settings() -> tuple[str | None, str | None]:

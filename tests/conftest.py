@@ -12,13 +12,18 @@ import pytest
 from mrcnn.testing.configs import small_config
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The parity and fidelity tests compare with matterport's float32 answers, so everything
+# here (the app's subprocesses included) runs in float32; tests of the other precisions
+# ask for them by name (tests/test_precision.py).
+os.environ["MRCNN_PRECISION"] = "fp32"
 
 #: Test files that share one worker under pytest-xdist (``-n 2 --dist loadgroup``,
-#: pyproject.toml): the two that need the shapes model trained in this run, so it is
+#: pyproject.toml): the ones that need the shapes model trained in this run, so it is
 #: trained once. Every other file is a group of its own: a file's module-scoped
 #: fixtures are built once, and its tests run in order on one worker.
 SHARED_WORKER = {"test_server_under_load.py": "trained_shapes",
-                 "test_training_browser.py": "trained_shapes"}
+                 "test_training_browser.py": "trained_shapes",
+                 "test_precision.py": "trained_shapes"}
 
 
 @pytest.hookimpl(tryfirst=True)      # before xdist's own hook reads the marks

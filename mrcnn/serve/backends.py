@@ -64,9 +64,10 @@ class InProcessBackend:
         results = self.model.detect_compact(list(images), **overrides)
         timings = self.model.last_timings
         total = time.perf_counter() - start
+        device = f"{self.model.device} · {self.model.precision_label(timings.precision)}"
         return [DetectionReport(result, {**timings.as_dict(), "total": total,
                                          "batch_size": len(results)},
-                                tuple(timings.input_shape), self.model.device, self.name)
+                                tuple(timings.input_shape), device, self.name)
                 for result in results]
 
 

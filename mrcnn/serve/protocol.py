@@ -22,6 +22,7 @@ import numpy as np
 
 from mrcnn.classes import class_name
 from mrcnn.export.coco import encode_masks
+from mrcnn.precision import PRECISIONS
 from mrcnn.results import CompactMasks
 
 __all__ = ["APP_NAME", "DEPLOYMENT_NAME", "MODEL_STEPS", "QUERY_SETTINGS", "REPLICA_HEADER",
@@ -43,7 +44,8 @@ SETTING_PARAMETERS = {"DETECTION_MIN_CONFIDENCE": "min_confidence",
                       "DETECTION_NMS_THRESHOLD": "nms_threshold",
                       "DETECTION_MAX_INSTANCES": "max_instances",
                       "IMAGE_MIN_DIM": "image_min_dim",
-                      "IMAGE_MAX_DIM": "image_max_dim"}
+                      "IMAGE_MAX_DIM": "image_max_dim",
+                      "precision": "precision"}
 #: POST /detect's query parameters, and the config settings they override.
 QUERY_SETTINGS = {query: setting for setting, query in SETTING_PARAMETERS.items()}
 #: How many of each detection's most likely classes the answer carries.
@@ -112,6 +114,12 @@ def parse_detect_query(params: dict, config) -> dict:
     }
     overrides = {}
     for name, text in params.items():
+        if name == "precision":     # one of mrcnn.precision's names
+            if text not in PRECISIONS:
+                raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                                 f"not {text!r}.")
+            overrides["precision"] = text
+            continue
         kind, lowest, highest, multiple, allowed = rules[name]
         try:
             value = kind(text)

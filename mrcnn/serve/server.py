@@ -120,6 +120,7 @@ class _Answer:
     input_shape: tuple
     batch_size: int
     queue_s: float
+    precision: str = "fp32"
 
 
 class _Refused(Exception):
@@ -317,7 +318,8 @@ class MaskRCNNServer:
         timings = {"decode": decoded - started, "queue": answer.queue_s, **answer.timings,
                    "encode": finished - detected, "total": finished - started}
         return {"image_size": [int(image.shape[0]), int(image.shape[1])],
-                "device": self.device, "replica": self.replica,
+                "device": f"{self.device} · {self.model.precision_label(answer.precision)}",
+                "precision": answer.precision, "replica": self.replica,
                 "batch_size": answer.batch_size,
                 "input_shape": [int(v) for v in answer.input_shape],
                 "timings_ms": {k: round(v * 1000.0, 3) for k, v in timings.items()},
@@ -372,7 +374,7 @@ class MaskRCNNServer:
         for indices in groups.values():
             images = [requests[i].image for i in indices]
             try:
-                results, timings, input_shape = await asyncio.to_thread(
+                results, timings, input_shape, precision = await asyncio.to_thread(
                     self._run_model, images, requests[indices[0]].overrides)
             except Exception as exc:
                 logger.exception("Batch of %d failed", len(indices))
@@ -381,14 +383,14 @@ class MaskRCNNServer:
                 continue
             for i, result in zip(indices, results):
                 answers[i] = _Answer(result, timings, input_shape, len(indices),
-                                     started - requests[i].enqueued)
+                                     started - requests[i].enqueued, precision)
         return answers
 
     def _run_model(self, images, overrides):
         with self._model_lock:
             results = self.model.detect_compact(images, **overrides)
             timings = self.model.last_timings
-        return results, timings.as_dict(), tuple(timings.input_shape)
+        return results, timings.as_dict(), tuple(timings.input_shape), timings.precision
 
 
 def _route_path(scope: dict) -> str:
