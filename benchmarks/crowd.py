@@ -25,7 +25,7 @@ after another alone, then a visitor presses *Start training*, and once the run
 takes steps, as many other photos one after another. Target: the median during
 training <= 1.5x the median alone.
 
-    python benchmarks/crowd.py [--visitors 8] [--weights PATH]
+    python benchmarks/crowd.py [--visitors 8] [--weights PATH] [--precision auto]
     python benchmarks/crowd.py --train [--visitors 3]
 """
 from __future__ import annotations
@@ -256,6 +256,8 @@ def main() -> int:
     parser.add_argument("--visitors", type=int, default=None,
                         help="visitors (default 8); with --train, photos each way (default 3)")
     parser.add_argument("--weights", type=Path, help="weights file (default: generated)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="the server's MRCNN_PRECISION (mrcnn.precision)")
     parser.add_argument("--train", action="store_true",
                         help="a photo's time while the Train page trains, against alone")
     args = parser.parse_args()
@@ -269,7 +271,8 @@ def main() -> int:
             weights = generate_coco_weights(folder / "coco.h5", seed=0)
         pictures = photos(2 * args.visitors + 1 if args.train else args.visitors + 2, folder)
         with streamlit_app({"MRCNN_WEIGHTS": str(weights), "MRCNN_SERVE_URL": None,
-                            "MRCNN_TRAIN_DIR": str(folder / "runs")},
+                            "MRCNN_TRAIN_DIR": str(folder / "runs"),
+                            "MRCNN_PRECISION": args.precision},
                            folder / "streamlit.log") as (url, server):
             if args.train:
                 figures = asyncio.run(while_training(url, pictures[1:], pictures[0]))
@@ -282,7 +285,7 @@ def main() -> int:
     seconds = sorted(figures["seconds"])
     n = args.visitors
     result = {
-        "cpu": cpu_name(), "visitors": n,
+        "cpu": cpu_name(), "visitors": n, "precision": args.precision,
         "first_s": round(seconds[0], 2), "median_s": round(statistics.median(seconds), 2),
         "last_s": round(seconds[-1], 2),
         "single_s": round(figures["single_s"], 2),

@@ -13,7 +13,9 @@ the published layout (the real file is not needed for timing) and times, on a ph
 
 The last line is one JSON object.
 
-    python benchmarks/detect.py [--runs 7] [--weights PATH]
+    python benchmarks/detect.py [--runs 7] [--weights PATH] [--precision fp32]
+
+``benchmarks/precision.py`` compares float32 with bfloat16.
 """
 from __future__ import annotations
 
@@ -47,6 +49,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="timed warm runs (median reported)")
     parser.add_argument("--weights", help="a weights file (default: a generated one)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
+                        help="what detect() computes in (mrcnn.precision); the bare "
+                             "ResNet-101 stays float32")
     args = parser.parse_args()
 
     import numpy as np
@@ -68,7 +73,7 @@ def main():
 
     from mrcnn import CocoConfig
     from mrcnn.model import MaskRCNN
-    model = MaskRCNN(CocoConfig())
+    model = MaskRCNN(CocoConfig(), precision=args.precision)
     built = time.perf_counter()
     model.load_weights(weights)
     loaded = time.perf_counter()
@@ -105,6 +110,7 @@ def main():
     figures = {
         "cpu": cpu_name(),
         "device": model.device,
+        "precision": model.last_timings.precision,
         "input_size": list(model.last_timings.input_shape),
         "detections": int(len(result["scores"])),
         "build_s": round(built - start, 2),

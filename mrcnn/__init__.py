@@ -15,7 +15,7 @@ Each stage of the network is written once, in one module:
 - ``folding``: inference on those same layers with BatchNorm folded (a transformation,
   not a second network);
 - ``compiled_steps``: the compiled inference steps; ``model``: ``MaskRCNN``
-  (build, load, ``detect()``);
+  (build, load, ``detect()``); ``precision``: float32 or bfloat16 (``MRCNN_PRECISION``);
 - ``results``: result dicts, filtering and ``CompactMasks``;
 - ``intermediates``, ``explain``, ``follow``, ``what_if``: one run's stages as numpy
   for the teaching page; ``retry``: the one retry policy.

@@ -43,7 +43,7 @@ from mrcnn.heads import Heads, build_rpn_model
 from mrcnn.layers import DetectionLayer, ProposalLayer
 from mrcnn.molding import compact_masks, mold, unmold_boxes, unmold_detections
 from mrcnn.pixels import to_rgb_array
-from mrcnn.precision import DTYPES, LABELS, check_precision, default_precision, resolve_precision
+from mrcnn.precision import DTYPES, check_precision, default_precision, resolve_precision
 
 DETECTION_SETTINGS = {"DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD",
                       "DETECTION_MAX_INSTANCES"}
@@ -54,8 +54,15 @@ HEADS_SETTINGS = DETECTION_SETTINGS | {"RPN_NMS_THRESHOLD", "POST_NMS_ROIS_INFER
 
 
 def configure_devices() -> str:
-    """Enable GPU memory growth and describe the device inference runs on."""
+    """Enable GPU memory growth and describe the device inference runs on.
+
+    On a GPU, TensorFlow's default TensorFloat-32 matrix products (10-bit mantissa on
+    Ampere and later) are switched off for the process: float32 means float32 here
+    (``mrcnn.precision``), and reduced precision is asked for by name.
+    """
     gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        tf.config.experimental.enable_tensor_float_32_execution(False)
     for gpu in gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -178,11 +185,6 @@ class MaskRCNN:
         """What a run with ``input_pixels`` network-input pixels computes in, for
         ``precision`` (default: the model's own)."""
         return resolve_precision(precision or self.precision, self.device, int(input_pixels))
-
-    @staticmethod
-    def precision_label(precision: str) -> str:
-        """The name the app shows for a resolved precision ("bfloat16")."""
-        return LABELS[precision]
 
     # ---------------------------------------------------------------- weights
     def load_weights(self, path, by_name=True, exclude=()):

@@ -338,6 +338,10 @@ def test_detect_equals_in_process_for_real_photos(service, photos, expected):
     assert detections_difference(expected(image, DETECTION_MIN_CONFIDENCE=0.9,
                                           DETECTION_MAX_INSTANCES=3),
                                  answer.json()["detections"]) is None
+    # precision per request: the replica computes in bfloat16 and says so
+    answer = _post(service, uploads["astronaut.png"], precision="bf16")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["precision"] == "bf16" and answer.json()["device"].endswith("bfloat16")
 
 
 async def _post_all(url, bodies, concurrency=None):
@@ -414,6 +418,7 @@ def test_bad_requests_get_clear_answers_and_the_service_goes_on(service, photos,
         "bad threshold": (_post(service, png, min_confidence="lots"), 400),
         "bad input size": (_post(service, png, image_max_dim=300), 400),
         "unknown parameter": (_post(service, png, min_confidense=0.5), 400),
+        "unknown precision": (_post(service, png, precision="int4"), 400),
         "unknown path": (_post(service, png, path="/predict"), 404),
         "wrong method": (httpx.get(service + "/detect",
                                    headers={"Authorization": f"Bearer {TOKEN}"}), 405),
@@ -452,7 +457,10 @@ def test_app_backend_from_MRCNN_SERVE_URL_matches_in_process(service, small_mode
         assert detections_difference(detections_json(here, names),
                                      detections_json(remote, names)) is None
         assert remote_run.input_shape == local_run.input_shape == (192, 192)
-        assert remote_run.backend == service and remote_run.device == info["device"]
+        # each answer's device line names what it computed in (the tests run float32)
+        assert remote_run.backend == service
+        assert remote_run.device == f"{info['device']} · float32"
+        assert local_run.device.endswith(" · float32")
     with pytest.raises(ServeError, match="pixels") as refused:
         served.detect([np.zeros((1100, 1000, 3), np.uint8)])
     assert refused.value.status == 413

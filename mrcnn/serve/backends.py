@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mrcnn.precision import LABELS as PRECISION_LABELS
 from mrcnn.retry import RetryPolicy
 from mrcnn.serve.client import ServeClient
 from mrcnn.serve.protocol import (
@@ -64,7 +65,7 @@ class InProcessBackend:
         results = self.model.detect_compact(list(images), **overrides)
         timings = self.model.last_timings
         total = time.perf_counter() - start
-        device = f"{self.model.device} · {self.model.precision_label(timings.precision)}"
+        device = f"{self.model.device} · {PRECISION_LABELS[timings.precision]}"
         return [DetectionReport(result, {**timings.as_dict(), "total": total,
                                          "batch_size": len(results)},
                                 tuple(timings.input_shape), device, self.name)

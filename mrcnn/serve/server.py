@@ -47,6 +47,7 @@ import numpy as np
 
 from mrcnn.classes import class_names_for
 from mrcnn.config import DEFAULT_CONFIG_PATH, config_from_path
+from mrcnn.precision import LABELS as PRECISION_LABELS
 from mrcnn.serve.protocol import (
     REPLICA_HEADER,
     TOKEN_ENV,
@@ -318,7 +319,7 @@ class MaskRCNNServer:
         timings = {"decode": decoded - started, "queue": answer.queue_s, **answer.timings,
                    "encode": finished - detected, "total": finished - started}
         return {"image_size": [int(image.shape[0]), int(image.shape[1])],
-                "device": f"{self.device} · {self.model.precision_label(answer.precision)}",
+                "device": f"{self.device} · {PRECISION_LABELS[answer.precision]}",
                 "precision": answer.precision, "replica": self.replica,
                 "batch_size": answer.batch_size,
                 "input_shape": [int(v) for v in answer.input_shape],
