@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from studio.accessibility_ui import accessible_page
 from studio.fair_queue import QueueFull
 from studio.inputs_ui import choose, input_area, load_picture
 from studio.public import guarded, public_mode, report_error
@@ -45,6 +46,7 @@ def service_status(url: str, _backend) -> dict:
 
 def main() -> None:
     st.html(PAGE_STYLE)
+    accessible_page()
     st.title("Mask R-CNN Studio")
     st.caption("Upload a photo: Mask R-CNN (ResNet FPN) outlines every object it recognises. "
                "Tune what you see in the sidebar and take the pieces away as PNG, ZIP or "

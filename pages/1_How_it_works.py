@@ -17,6 +17,7 @@ import numpy as np
 import streamlit as st
 
 from mrcnn.pixels import to_rgb_array
+from studio.accessibility_ui import accessible_page
 from studio.fair_queue import QueueFull
 from studio.jobs import intermediates_job, sample_digest
 from studio.lesson_follow_ui import section_follow
@@ -60,6 +61,7 @@ def choose_image(services) -> tuple[str, np.ndarray, str]:
 
 
 def page() -> None:
+    accessible_page()
     st.title("How Mask R-CNN works")
     st.markdown(
         "One photo, one pass through the network, seven stages, then one object followed "

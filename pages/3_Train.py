@@ -18,6 +18,8 @@ import streamlit as st
 from mrcnn.draw.figures import enlarge
 from mrcnn.draw.overlay import draw_detections
 from mrcnn.training.losses import LOSS_NAMES
+from studio import alt_text
+from studio.accessibility_ui import accessible_page
 from studio.public import guarded, is_operator, operator_unlock, setting
 from studio.settings import CONFIG_ENV
 from studio.training_run import SHAPES_CONFIG, RunInProgress, RunSpec, TrainingRun
@@ -96,16 +98,21 @@ def loss_chart(snapshot: dict) -> None:
         st.info("Building the network and compiling the training step (about half a minute)…")
         return
     frame = pd.DataFrame(losses).set_index("step")[["loss", *LOSS_NAMES]]
-    st.line_chart(frame.rolling(5, min_periods=1).mean(), x_label="step",
-                  y_label="loss (mean of the last 5 steps)")
+    smoothed = frame.rolling(5, min_periods=1).mean()
+    st.line_chart(smoothed, x_label="step", y_label="loss (mean of the last 5 steps)")
+    latest = smoothed.iloc[-1]
+    st.caption(f"The chart in words: at step {smoothed.index[-1]}, the mean of the last 5 "
+               "steps is " + ", ".join(f"{name} {latest[name]:.3f}" for name in smoothed))
 
 
 def detections_view(run: TrainingRun, snapshot: dict) -> None:
     epochs = snapshot["epochs"]
     truth, found = st.columns(2)
+    shapes = ", ".join(run.class_names[i] for i in run.true_class_ids)
     truth.image(enlarge(run.image, PICTURE_SIZE), width="stretch",
-                caption=f"Validation image: {len(run.true_class_ids)} shapes "
-                        f"({', '.join(run.class_names[i] for i in run.true_class_ids)})")
+                caption=f"Validation image: {len(run.true_class_ids)} shapes ({shapes})",
+                alt=alt_text.photo(f"Generated validation image with {len(run.true_class_ids)} "
+                                   f"shapes: {shapes}", run.image.shape))
     if not epochs:
         found.info("The detections appear here after the first epoch.")
         return
@@ -113,7 +120,11 @@ def detections_view(run: TrainingRun, snapshot: dict) -> None:
     picture = draw_detections(run.image, last["detections"], run.class_names)
     count = len(last["detections"]["class_ids"])
     found.image(enlarge(picture, PICTURE_SIZE), width="stretch",
-                caption=f"After epoch {last['epoch']}: {count} detection(s) at confidence ≥ 0.5")
+                caption=f"After epoch {last['epoch']}: {count} detection(s) at confidence ≥ 0.5",
+                alt=alt_text.annotated_photo(
+                    f"The validation image after epoch {last['epoch']}",
+                    [run.class_names[i] for i in last["detections"]["class_ids"]],
+                    last["detections"]["scores"], threshold=0.5))
 
 
 def status_line(snapshot: dict) -> str:
@@ -128,11 +139,28 @@ def status_line(snapshot: dict) -> str:
             f"{step} of {total} · {elapsed:.0f} s")
 
 
+def outcome(snapshot: dict) -> None:
+    """A status box that screen readers announce, and that changes only when the run
+    does (it runs, it ended): the line above it, the chart and the pictures redraw
+    every 2 s without a word, and never take the keyboard's focus."""
+    done = len(snapshot["epochs"])
+    epochs = f"{done} epoch{'s' * (done != 1)}"
+    if snapshot["status"] == "failed":
+        st.error("The run failed. The server's log says why; start a new run to try again.")
+    elif snapshot["status"] == "finished":
+        st.success(f"Training finished after {epochs}.", icon=":material/check_circle:")
+    elif snapshot["status"] == "stopped":
+        st.info(f"Training stopped after {epochs}.", icon=":material/stop_circle:")
+    else:
+        st.info("Training is running: the line above, the loss chart and the pictures below "
+                "update every 2 seconds; this box changes when the run ends.",
+                icon=":material/model_training:")
+
+
 def run_view(run: TrainingRun) -> None:
     snapshot = run.snapshot()
     st.markdown(status_line(snapshot))
-    if snapshot["status"] == "failed":
-        st.error("The run failed. The server's log says why; start a new run to try again.")
+    outcome(snapshot)
     if run.alive and is_operator() and st.button("Stop", key="stop_training"):
         run.stop()
         st.rerun()
@@ -151,6 +179,7 @@ def live(slot: dict) -> None:
 
 
 def page() -> None:
+    accessible_page()
     st.title("Train Mask R-CNN")
     st.markdown(
         "A short training run on generated images of squares, circles and triangles, live. "

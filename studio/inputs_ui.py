@@ -18,6 +18,7 @@ import numpy as np
 import streamlit as st
 
 from mrcnn.inputs.uploads import SUPPORTED_EXTENSIONS, ImageDecodeError, decode_fitted, fit_within
+from studio import alt_text
 from studio.jobs import sample_digest
 from studio.sample_sets import samples_for
 from studio.services import Services
@@ -147,7 +148,9 @@ def input_area(services: Services) -> list[Picture]:
         st.markdown("**Or try a sample photo**")
         for col, (name, sample) in zip(st.columns(max(len(samples), 1)), samples.items()):
             with col:
-                st.image(sample_thumbnail(services.config_path, name, services), width="stretch")
+                # Decorative: the button below names the photo, its tooltip says what it shows.
+                st.image(sample_thumbnail(services.config_path, name, services), width="stretch",
+                         alt=alt_text.DECORATIVE)
                 st.button(sample.title, key=f"sample-{name}", on_click=_pick_sample,
                           args=(name, sample.title), width="stretch",
                           help=f"Shows: {sample.shows}. {sample.credit}" if sample.shows

@@ -23,6 +23,8 @@ from mrcnn.classes import class_name
 from mrcnn.draw.overlay import inner_boundary, to_png_bytes
 from mrcnn.export.bundle import cutout_filename, mask_filename
 from mrcnn.export.coco import coco_results
+from studio import alt_text
+from studio.accessibility_ui import screen_reader_text
 from studio.session_keys import (
     KEY_INSPECTED,
     KEY_LAST_OBJECTS_TABLE,
@@ -147,8 +149,11 @@ def figure_height(shape) -> int:
 
 
 def clickable_overlay(picture: np.ndarray, shown: dict, kept: np.ndarray, class_names,
-                      caption: str) -> None:
-    """The annotated picture as a Plotly figure whose objects answer a click."""
+                      caption: str, alt: str) -> None:
+    """The annotated picture as a Plotly figure whose objects answer a click.
+
+    A Plotly figure has no alt attribute: ``alt`` (what the picture shows) goes into
+    a text only screen readers read, just before it."""
     import plotly.graph_objects as go
     height, width = picture.shape[:2]
     scale = min(1.0, VIEW_SIDE / max(height, width))
@@ -178,9 +183,11 @@ def clickable_overlay(picture: np.ndarray, shown: dict, kept: np.ndarray, class_
     figure.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode=False,
                          clickmode="event+select", hovermode="closest", showlegend=False,
                          height=figure_height(picture.shape), plot_bgcolor="rgba(0,0,0,0)")
+    screen_reader_text(alt)
     st.plotly_chart(figure, key=KEY_OVERLAY_CLICK, on_select="rerun", selection_mode="points",
                     config={"displayModeBar": False, "scrollZoom": False})
-    st.caption(caption + " · click an object to inspect it")
+    st.caption(caption + " · click an object to inspect it, or select its row in the "
+               "table below")
 
 
 def object_card(image, run, index: int, shown: dict, kept: np.ndarray, class_names,
@@ -200,7 +207,8 @@ def object_card(image, run, index: int, shown: dict, kept: np.ndarray, class_nam
         st.subheader(f"Object #{position + 1}: {name} {score:.3f}")
         left, right = st.columns([1, 2], gap="large")
         with left:
-            st.image(run.cutout_png(image, index), caption="Cut-out, full size")
+            st.image(run.cutout_png(image, index), caption="Cut-out, full size",
+                     alt=alt_text.cutout(name, position + 1, score))
         with right:
             cells = st.columns(3)
             cells[0].metric("Score", f"{score:.3f}")

@@ -15,6 +15,7 @@ from mrcnn.draw import figures as fig
 from mrcnn.draw.overlay import draw_detections, palette
 from mrcnn.explain import paste_soft_mask
 from mrcnn.follow import follow_detection, match_selection
+from studio import alt_text
 from studio.lesson_network_ui import (
     KEPT,
     SUPPRESSED,
@@ -95,9 +96,14 @@ def _trail_boxes(insp, trail, name: str) -> None:
     close_up = fig.zoom(insp.molded_image, region, boxes, colours,
                         labels=["anchor", "proposal", name])
     left, middle, right = st.columns([2, 2, 3])
+    key = f"cyan: the anchor, white: the proposal, orange: the {name} detection"
     left.image(picture, width="stretch", caption="Cyan: the anchor · white: the proposal · "
-               f"orange: the {name} detection (network input)")
-    middle.image(close_up, width="stretch", caption="Close-up")
+               f"orange: the {name} detection (network input)",
+               alt=alt_text.boxes_figure("The followed object on the network input", 3,
+                                         picture.shape, key))
+    middle.image(close_up, width="stretch", caption="Close-up",
+                 alt=alt_text.boxes_figure("Close-up of the followed object", 3,
+                                           close_up.shape, key + ", each labelled"))
     right.markdown(trail_steps_text(insp, trail, name))
 
 
@@ -126,13 +132,19 @@ def _trail_heads(insp, trail, name: str) -> None:
     cols = st.columns([1, 1, 2])
     cols[0].image(fig.enlarge(fig.colormap(crop_cls.mean(axis=2)), 196), width="stretch",
                   caption=f"Classifier input: its proposal from P{trail.roi_level}, "
-                          f"{by(crop_cls.shape)} (mean over channels)")
+                          f"{by(crop_cls.shape)} (mean over channels)",
+                  alt=alt_text.feature_map(f"Classifier input read from P{trail.roi_level}:",
+                                           crop_cls.shape))
     cols[1].image(fig.enlarge(fig.colormap(crop_msk.mean(axis=2)), 196), width="stretch",
                   caption=f"Mask-head input: its box from P{trail.mask_level}, "
-                          f"{by(crop_msk.shape)} (mean over channels)")
+                          f"{by(crop_msk.shape)} (mean over channels)",
+                  alt=alt_text.feature_map(f"Mask-head input read from P{trail.mask_level}:",
+                                           crop_msk.shape))
     cols[2].image(fig.class_bars([insp.class_name(c) for c in order], trail.class_probs[order]),
                   width="stretch",
-                  caption=f"Its six most likely classes of {len(trail.class_probs)} (softmax)")
+                  caption=f"Its six most likely classes of {len(trail.class_probs)} (softmax)",
+                  alt=alt_text.probability_bars([insp.class_name(c) for c in order],
+                                                trail.class_probs[order]))
 
 
 def _trail_nms(insp, trail, name: str) -> None:
@@ -155,7 +167,11 @@ def _trail_nms(insp, trail, name: str) -> None:
     left, right = st.columns([3, 2])
     left.image(close_up, width="stretch",
                caption="Green: the detection; red: boxes NMS removed in its favour (close-up)"
-                       + (f", the first 12 of {count}" if count > 12 else ""))
+                       + (f", the first 12 of {count}" if count > 12 else ""),
+               alt=alt_text.boxes_figure(
+                   "Close-up of the detection and the boxes NMS removed in its favour",
+                   len(boxes), close_up.shape, f"the detection labelled {name} (kept), "
+                   "each removed box labelled with its IoU with it"))
     right.dataframe({"RoI": [f"#{int(r) + 1}" for r in trail.suppressed],
                      "score": [f"{insp.roi_scores[r]:.3f}" for r in trail.suppressed],
                      "IoU with it": [f"{v:.3f}" for v in trail.suppressed_iou]},
@@ -175,9 +191,13 @@ def _trail_mask(insp, trail, pick: int, name: str) -> None:
     left, right, _ = st.columns([1, 1, 1])
     left.image(fig.enlarge(fig.colormap(soft, "magma", 0.0, 1.0), 280), width="stretch",
                caption=f"{by(soft.shape)} soft mask before pasting, "
-                       f"values {soft.min():.2f}–{soft.max():.2f}")
+                       f"values {soft.min():.2f}–{soft.max():.2f}",
+               alt=alt_text.heat_map(f"Soft mask of the {name} before pasting", soft.shape,
+                                     float(soft.min()), float(soft.max())))
     right.image(fig.zoom(drawn, region, smooth=False), width="stretch",
-                caption=f"Pasted into the photo: {int(mask.sum()):,} pixels")
+                caption=f"Pasted into the photo: {int(mask.sum()):,} pixels",
+                alt=f"Close-up of the photo with the {name}'s mask pasted in, "
+                    f"{int(mask.sum()):,} pixels")
 
 
 def trail_mask_text(insp, trail, pick: int, name: str) -> str:

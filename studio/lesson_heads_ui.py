@@ -8,7 +8,9 @@ from mrcnn import explain
 from mrcnn import intermediates as stages
 from mrcnn.draw import figures as fig
 from mrcnn.draw.overlay import draw_detections, palette
+from studio import alt_text
 from studio.lesson_network_ui import (
+    DISPLAY,
     LEVEL_COLOURS,
     SUPPRESSED,
     WHITE,
@@ -104,17 +106,27 @@ def section_roi_align(insp) -> None:
     cols = st.columns([2, 1, 1, 1])
     cols[0].image(picture, width="stretch",
                   caption=f"Top {top} proposals coloured by level "
-                          "(P2 blue, P3 green, P4 yellow, P5 red); white: the chosen one")
+                          "(P2 blue, P3 green, P4 yellow, P5 red); white: the chosen one",
+                  alt=alt_text.boxes_figure(
+                      f"The {top} best proposals on the network input", top,
+                      (DISPLAY, DISPLAY), f"the chosen one, #{index + 1}, drawn thick and "
+                      f"labelled with its level P{f['level']}"))
     cols[1].image(fig.resize_picture(patch, (196, 196)), width="stretch",
-                  caption=f"The image under it ({patch.shape[0]}×{patch.shape[1]} px)")
+                  caption=f"The image under it ({patch.shape[0]}×{patch.shape[1]} px)",
+                  alt=alt_text.photo("The part of the network input under the chosen "
+                                     "proposal", patch.shape))
     cols[2].image(fig.enlarge(fig.colormap(crop_cls.mean(axis=2)), 196),
                   width="stretch",
                   caption=f"Classifier crop {by(crop_cls.shape)} "
-                          "(mean over channels)")
+                          "(mean over channels)",
+                  alt=alt_text.feature_map(f"RoI Align's classifier crop from P{f['level']}:",
+                                           crop_cls.shape))
     cols[3].image(fig.enlarge(fig.colormap(crop_msk.mean(axis=2)), 196),
                   width="stretch",
                   caption=f"Mask crop {by(crop_msk.shape)} "
-                          "(mean over channels)")
+                          "(mean over channels)",
+                  alt=alt_text.feature_map(f"RoI Align's mask crop from P{f['level']}:",
+                                           crop_msk.shape))
     shapes_line(*roi_align_shapes(insp))
 
 
@@ -136,7 +148,9 @@ def section_heads(insp) -> None:
     order = np.argsort(-insp.class_probs[pick], kind="stable")[:6]
     st.image(fig.class_bars([insp.class_name(c) for c in order],
                                  insp.class_probs[pick][order]),
-             caption=f"RoI #{pick + 1}: the six most likely of {C} classes (softmax)")
+             caption=f"RoI #{pick + 1}: the six most likely of {C} classes (softmax)",
+             alt=alt_text.probability_bars([insp.class_name(c) for c in order],
+                                           insp.class_probs[pick][order]))
     left, right = st.columns(2)
     proposal_px = insp.to_pixels(insp.proposals[pick])
     refined_px = insp.to_pixels(insp.roi_refined_boxes[pick])
@@ -147,10 +161,16 @@ def section_heads(insp) -> None:
     region = fig.zoom_region([proposal_px, refined_px], insp.molded_shape)
     close_up = fig.zoom(insp.molded_image, region, [proposal_px, refined_px], colours,
                              labels=["", name])
-    left.image(picture, width="stretch", caption="Where it is in the network input")
+    left.image(picture, width="stretch", caption="Where it is in the network input",
+               alt=alt_text.boxes_figure(f"RoI #{pick + 1} on the network input", 2,
+                                         (DISPLAY, DISPLAY), "white: the proposal, orange: "
+                                         "the box refined by the heads"))
     right.image(close_up, width="stretch",
                 caption=f"Close-up. White: the proposal {fmt_box(insp.proposals[pick])}; "
-                        f"orange: refined by the {name} deltas {fmt_box(insp.roi_deltas[pick])}")
+                        f"orange: refined by the {name} deltas {fmt_box(insp.roi_deltas[pick])}",
+                alt=alt_text.boxes_figure(f"Close-up of RoI #{pick + 1}", 2, close_up.shape,
+                                          f"white: the proposal, orange and labelled {name}: "
+                                          "the refined box"))
 
     st.subheader("From RoIs to detections")
     threshold = st.slider("Minimum class score", 0.0, 1.0,
@@ -179,13 +199,19 @@ def section_heads(insp) -> None:
     left, right = st.columns(2)
     left.image(fig.draw_boxes(base, insp.to_pixels(insp.roi_refined_boxes[candidates]),
                                    [SUPPRESSED], width=1, scale=s),
-               width="stretch", caption=f"Before NMS: {len(candidates)} refined boxes")
+               width="stretch", caption=f"Before NMS: {len(candidates)} refined boxes",
+               alt=alt_text.boxes_figure("Refined boxes before non-maximum suppression",
+                                         len(candidates), (DISPLAY, DISPLAY)))
     colours = palette(max(len(kept), 1))
     labels = [f"{insp.class_name(insp.roi_class_ids[i])} {insp.roi_scores[i]:.2f}" for i in kept]
     right.image(fig.draw_boxes(base, insp.to_pixels(insp.roi_refined_boxes[kept]),
                                     colours[:len(kept)], width=2,
                                     labels=labels if len(kept) <= 25 else None, scale=s),
-                width="stretch", caption=f"After NMS: {len(kept)} detections")
+                width="stretch", caption=f"After NMS: {len(kept)} detections",
+                alt=alt_text.boxes_figure("Detections after per-class NMS", len(kept),
+                                          (DISPLAY, DISPLAY), ", ".join(labels[:10])
+                                          + (f" and {len(kept) - 10} more"
+                                             if len(kept) > 10 else "")))
 
 
 @st.fragment
@@ -214,7 +240,11 @@ def iou_explainer() -> None:
     if overlap is not None:
         canvas = fig.draw_boxes(canvas, [overlap], [(120, 60, 160)],
                                      width=1, fill_alpha=0.45)
-    picture_col.image(canvas, width=size, caption="Purple: the intersection")
+    picture_col.image(canvas, width=size, caption="Purple: the intersection",
+                      alt=f"Two boxes, A (the true box) at x {ax}, y {ay} and B (the RoI) at "
+                          f"x {bx}, y {by}, both 160x180 px; "
+                          + ("their intersection is shaded" if overlap is not None
+                             else "they do not overlap"))
     with controls:
         st.metric("IoU(A, B)", f"{value:.3f}")
         if value >= stages.TRAINING_POSITIVE_IOU:
@@ -251,13 +281,20 @@ def section_masks(insp) -> None:
                                  colors=colours[pick:pick + 1])
     region = fig.zoom_region(insp.rois[pick], insp.image.shape, margin=0.25)
     cols = st.columns(3)
+    name = insp.class_name(insp.class_ids[pick])
     cols[0].image(fig.enlarge(fig.colormap(soft, "magma", 0.0, 1.0), 280),
                   width="stretch",
-                  caption=f"{by(soft.shape)} soft mask, values {soft.min():.2f}–{soft.max():.2f}")
+                  caption=f"{by(soft.shape)} soft mask, values {soft.min():.2f}–{soft.max():.2f}",
+                  alt=alt_text.heat_map(f"Soft mask of detection #{pick + 1}, {name}",
+                                        soft.shape, float(soft.min()), float(soft.max())))
     cols[1].image(fig.zoom(unlabelled, region, smooth=False), width="stretch",
                   caption=f"Stretched over the box {tuple(int(v) for v in insp.rois[pick])} "
-                          f"and cut at {threshold:.2f} (close-up)")
-    cols[2].image(overlay, width="stretch", caption="In the whole image")
+                          f"and cut at {threshold:.2f} (close-up)",
+                  alt=f"Close-up of detection #{pick + 1}, {name}: its mask cut at "
+                      f"{threshold:.2f}, {int(mask.sum()):,} pixels")
+    cols[2].image(overlay, width="stretch", caption="In the whole image",
+                  alt=alt_text.annotated_photo(f"The whole photo with detection #{pick + 1}",
+                                               [name], insp.scores[pick:pick + 1]))
     left, right, _ = st.columns(3)
     left.metric("Mask pixels at this cut", f"{int(mask.sum()):,}")
     right.metric("Engine's mask (0.5)", f"{int(insp.masks[:, :, pick].sum()):,}")
@@ -268,6 +305,10 @@ def section_masks(insp) -> None:
         heat = fig.colormap(insp.soft_masks[i], "magma", 0.0, 1.0)
         cols[i % 6].image(fig.enlarge(heat, 112),
                           width="stretch",
-                          caption=f"#{i + 1} {insp.class_name(insp.class_ids[i])}")
+                          caption=f"#{i + 1} {insp.class_name(insp.class_ids[i])}",
+                          alt=alt_text.heat_map(
+                              f"Soft mask of detection #{i + 1}, "
+                              f"{insp.class_name(insp.class_ids[i])}",
+                              insp.soft_masks[i].shape))
     if N > shown:
         st.caption(f"…and {N - shown} more.")

@@ -13,6 +13,7 @@ import streamlit as st
 
 from mrcnn import explain
 from mrcnn.draw import figures as fig
+from studio import alt_text
 
 DISPLAY = 512            # side of the molded-frame pictures, pixels
 LEVEL_COLOURS = {2: (66, 135, 245), 3: (46, 204, 113), 4: (241, 196, 15),
@@ -106,12 +107,16 @@ def section_input(insp, label: str) -> None:
     shapes_line(f"original: {h}×{w}×3 uint8", f"network input: (1, {H}, {W}, 3) float32",
                 f"window y1, x1, y2, x2 = ({y1}, {x1}, {y2}, {x2})")
     left, right = st.columns(2)
-    left.image(insp.image, caption=f"Original: {label}, {w}×{h} px", width="stretch")
+    left.image(insp.image, caption=f"Original: {label}, {w}×{h} px", width="stretch",
+               alt=alt_text.photo(f"The original photo, {label}", insp.image.shape))
     s = to_display(insp)
     framed = fig.draw_boxes(frame(insp), [[y1, x1, y2 - 1, x2 - 1]], [(255, 80, 80)],
                                  width=3, labels=["window"], scale=s)
     right.image(framed, caption=f"Network input: resized to {y2 - y1}×{x2 - x1}, "
-                f"padded to {H}×{W}; the red box is the window", width="stretch")
+                f"padded to {H}×{W}; the red box is the window", width="stretch",
+                alt=f"The network input, {W}x{H} px: the photo resized to {x2 - x1}x"
+                    f"{y2 - y1} px with black padding around it, and a red box labelled "
+                    "window around the photo")
     cols = st.columns([2, 2, 3, 2])
     cols[0].metric("Original size", f"{w}×{h}")
     cols[1].metric("Scale", f"{insp.scale:.4f}")
@@ -134,7 +139,8 @@ def section_backbone(insp) -> None:
                        else fig.enlarge(fig.colormap(mean), 256))
             col.image(picture, width="stretch",
                       caption=f"{name}: {rows}×{columns}×{channels}, "
-                              f"stride {explain.FEATURE_STRIDES[name]}")
+                              f"stride {explain.FEATURE_STRIDES[name]}",
+                      alt=alt_text.feature_map(name, (rows, columns, channels), overlay))
     shapes_line(*backbone_shapes(insp))
 
 
@@ -183,6 +189,10 @@ def section_anchors(insp) -> None:
                                   [WHITE], width=2, fill_alpha=1.0, scale=s)
     with left:
         st.image(picture, width="stretch",
+                 alt=alt_text.boxes_figure(
+                     f"Anchors at point ({y}, {x}) of the network input", len(boxes),
+                     (DISPLAY, DISPLAY),
+                     "one colour per level" if every_level else "one colour per ratio"),
                  caption=(f"P{level} cell (row {at['row']}, col {at['col']}), centre "
                           f"({cy}, {cx}) px: {len(at['ids'])} anchors of scale {at['scale']}"
                           + ("; colours = levels" if every_level else "; colours = ratios")))
@@ -217,20 +227,31 @@ def section_rpn(insp) -> None:
     refined_px = insp.to_pixels(insp.pre_nms_boxes[:k])
     kept = np.isin(np.arange(k), insp.nms_kept)
     left, middle, right = st.columns(3)
+    shape = (DISPLAY, DISPLAY)
     left.image(fig.draw_boxes(base, anchors_px, [(0, 200, 255)], width=1, scale=s),
-               width="stretch", caption=f"Top {k} anchors, as they are")
+               width="stretch", caption=f"Top {k} anchors, as they are",
+               alt=alt_text.boxes_figure(f"The {k} anchors with the highest objectness", k,
+                                         shape))
     middle.image(fig.draw_boxes(base, refined_px, [(255, 210, 0)], width=1, scale=s),
-                 width="stretch", caption=f"The same {k} after the RPN's deltas")
-    order = np.argsort(kept, kind="stable")   # suppressed first, kept on top
-    right.image(fig.draw_boxes(base, refined_px[order],
-                                    [KEPT if kept[i] else SUPPRESSED for i in order],
-                                    width=2, scale=s),
+                 width="stretch", caption=f"The same {k} after the RPN's deltas",
+                 alt=alt_text.boxes_figure(f"The same {k} anchors moved by the RPN's deltas",
+                                           k, shape))
+    # Kept boxes are thick and green, suppressed ones thin and red: not by colour alone.
+    suppressed = fig.draw_boxes(base, refined_px[~kept], [SUPPRESSED], width=1, scale=s)
+    right.image(fig.draw_boxes(suppressed, refined_px[kept], [KEPT], width=3, scale=s),
                 width="stretch",
-                caption=f"After NMS: {int(kept.sum())} kept (green), "
-                        f"{int((~kept).sum())} suppressed (red)")
+                caption=f"After NMS: {int(kept.sum())} kept (thick, green), "
+                        f"{int((~kept).sum())} suppressed (thin, red)",
+                alt=alt_text.boxes_figure(
+                    "The same boxes after non-maximum suppression", k, shape,
+                    f"{int(kept.sum())} kept, drawn thick, {int((~kept).sum())} suppressed, "
+                    "drawn thin"))
     st.markdown(f"**Objectness per level** (the best of the {len(insp.anchor_ratios)} "
                 "anchors at each cell):")
     cols = st.columns(5)
     for col, (name, scores) in zip(cols, explain.objectness_maps(insp).items()):
         col.image(fig.enlarge(fig.colormap(scores, "viridis", 0.0, 1.0), 256),
-                  width="stretch", caption=f"{name}: max {scores.max():.3f}")
+                  width="stretch", caption=f"{name}: max {scores.max():.3f}",
+                  alt=alt_text.heat_map(f"Objectness on {name}, the best anchor of each cell",
+                                        scores.shape, float(scores.min()),
+                                        float(scores.max())))

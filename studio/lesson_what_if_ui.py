@@ -14,6 +14,7 @@ import streamlit as st
 from mrcnn.draw import figures as fig
 from mrcnn.draw.overlay import draw_detections, palette
 from mrcnn.what_if import SAME_OBJECT_IOU, masks_what_if, match_objects, nms_what_if
+from studio import alt_text
 from studio.fair_queue import QueueFull
 from studio.jobs import heads_rerun_job
 from studio.lesson_network_ui import WHITE, by, frame, sizes, to_display
@@ -21,6 +22,7 @@ from studio.public import report_error
 from studio.queue_ui import run_through_queue
 
 GAINED, LOST = (40, 210, 90), (235, 60, 50)
+STRIPE = 4                 # px: the width of the stripes over lost mask pixels
 PROPOSAL_COUNTS = (50, 100, 200, 300, 500, 1000, 1500, 2000)
 
 
@@ -72,8 +74,14 @@ def what_if_nms(insp) -> None:
             picture = fig.draw_boxes(picture, insp.to_pixels(insp.roi_refined_boxes[rois]),
                                      [colour], width=width, labels=labels, scale=s)
     right.image(picture, width="stretch",
-                caption="White: kept in both · green: gained · red: lost (boxes in the "
-                        "network input; the mask head ran only for the run's own detections)")
+                caption="White: kept in both · green, labelled +: gained · red, labelled −: "
+                        "lost (boxes in the network input; the mask head ran only for the "
+                        "run's own detections)",
+                alt=alt_text.boxes_figure(
+                    "Detections with this NMS on the network input", len(change.kept),
+                    picture.shape, f"{len(same)} kept in both, thin and white; "
+                    f"{len(change.gained)} gained, labelled with a plus; {len(change.lost)} "
+                    "lost, labelled with a minus"))
 
 
 @st.fragment
@@ -132,6 +140,10 @@ def _show_rerun(insp, rerun) -> None:
         if len(boxes):
             picture = fig.draw_boxes(picture, boxes, [colour], width=3, labels=names)
     st.image(picture, width="stretch",
+             alt=alt_text.annotated_photo(
+                 f"The photo after the rerun, {len(gained)} objects gained (labelled with a "
+                 f"plus, green), {len(lost)} lost (labelled with a minus, red)",
+                 [insp.class_name(c) for c in rerun.class_ids], rerun.scores),
              caption=f"Detections with RPN NMS at {rerun.rpn_nms_threshold:g} and "
                      f"{rerun.proposal_slots:,} proposal slots ({rerun.seconds:.1f} s, "
                      "backbone not rerun). An object counts as the same when its class "
@@ -168,8 +180,16 @@ def what_if_masks(insp) -> None:
     colours = palette(n)
     for i in range(n):
         picture = fig.tint(picture, change.masks[:, :, i] & insp.masks[:, :, i], colours[i])
-    picture = fig.tint(picture, (change.masks & ~insp.masks).any(axis=2), GAINED, 0.8)
-    picture = fig.tint(picture, (insp.masks & ~change.masks).any(axis=2), LOST, 0.8)
+    gained = (change.masks & ~insp.masks).any(axis=2)
+    lost = (insp.masks & ~change.masks).any(axis=2)
+    picture = fig.tint(picture, gained, GAINED, 0.8)
+    # Lost pixels are striped as well as red, so they differ from gained ones in form.
+    rows, columns = np.indices(lost.shape)
+    picture = fig.tint(picture, lost & ((rows + columns) // STRIPE % 2 == 0), LOST, 0.9)
     right.image(picture, width="stretch",
-                caption=f"Cut at {threshold:.2f}: object colours where both cuts agree, green "
-                        "pixels gained, red pixels lost against 0.5")
+                caption=f"Cut at {threshold:.2f}: object colours where both cuts agree; "
+                        "solid green: pixels gained (+), red stripes: pixels lost (−) "
+                        "against 0.5",
+                alt=f"The photo with its {n} masks cut at {threshold:.2f}: "
+                    f"{int(gained.sum()):,} pixels gained, shaded solid, and "
+                    f"{int(lost.sum()):,} lost, striped, against the cut at 0.5")

@@ -40,7 +40,11 @@ def run_through_queue(services: Services, job: JobRequest, *, slot: str = "main"
 
 
 def wait_in_line(services: Services, job, what: str):
-    """Block until ``job`` is done, showing the visitor's place and an estimate."""
+    """Block until ``job`` is done, showing the visitor's place and an estimate.
+
+    The box says once that the visitor is waiting (a status box, which screen readers
+    announce); the place and the estimate change below it in plain text, which they
+    read when asked, instead of hearing every change."""
     session = session_id()
     box = st.empty()
     finished = False
@@ -59,7 +63,11 @@ def wait_in_line(services: Services, job, what: str):
                                    "this page replaced it.") from None
             text = standing_text(services.queue.standing(job), what)
             if text != shown:               # unchanged: nothing to send to the browser
-                box.info(text, icon=":material/hourglass_top:")
+                with box.container():
+                    st.info(f"{what[0].upper()}{what[1:]} is in the shared queue: the "
+                            "results appear here when it has been through the network.",
+                            icon=":material/hourglass_top:")
+                    st.caption(text)
                 shown = text
     finally:
         if not finished:

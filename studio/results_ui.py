@@ -26,6 +26,7 @@ from mrcnn.export.bundle import cutout_filename, cutouts_zip
 from mrcnn.export.coco import coco_results
 from mrcnn.results import PER_DETECTION_KEYS, PROVENANCE_KEYS, kept_indices
 from mrcnn.serve.backends import DetectionReport
+from studio import alt_text
 from studio.exports_ui import annotation_exports
 from studio.inspector_ui import (
     choose,
@@ -40,6 +41,7 @@ from studio.public import public_mode
 from studio.queue_ui import run_through_queue
 from studio.services import Services
 from studio.session_keys import KEY_OBJECTS_TABLE, KEY_TABLE_ROWS
+from studio.settings import precision_setting
 
 DEFAULT_THRESHOLD = 0.7
 IMAGE_SIZES = {
@@ -50,7 +52,12 @@ IMAGE_SIZES = {
 }
 GALLERY_LIMIT = 40
 GALLERY_COLUMNS = 6
-INSPECTED_ROW = "background-color: #FFE9A8; font-weight: 600"
+INSPECTED_ROW = "background-color: #FFE9A8; color: #0B0D12; font-weight: 600"
+#: How to inspect an object from the table, with a mouse or the keyboard alone.
+TABLE_HINT = ("Select a row to inspect its object: click its box at the left, or Tab into "
+              "the table, move to the row with the arrow keys and press Shift+Space. Each "
+              "object's number (#) is the one on its label in the picture and under its "
+              "cut-out; the colour only repeats what the number says.")
 
 
 # --------------------------------------------------------------- settings
@@ -108,9 +115,16 @@ def sidebar_settings(services: Services) -> tuple[RunSettings, ViewSettings]:
                 int(CocoConfig.DETECTION_MAX_INSTANCES), key="max_instances",
                 help="The network keeps at most this many objects, best first. Changing "
                      "it runs the network again.")
+            full_precision = st.toggle(
+                "Exact float32 for my runs", False, key="full_precision",
+                help="On processors with bfloat16 the server computes large photos in "
+                     "bfloat16, about twice as fast, with the same objects found on trained "
+                     "models. This runs your photos in float32 instead: matterport's exact "
+                     "numbers, slower. The device line under the results says which ran.")
 
     class_ids = tuple(sorted(names.index(name) for name in classes)) or None
-    return (RunSettings(int(image_max_dim), float(nms_threshold), int(max_instances)),
+    return (RunSettings(int(image_max_dim), float(nms_threshold), int(max_instances),
+                        "fp32" if full_precision else precision_setting()),
             ViewSettings(float(min_score), class_ids, float(mask_alpha), show_masks,
                          show_boxes, show_labels, show_outlines))
 
@@ -265,10 +279,11 @@ def gallery(image, run: StoredRun, shown: dict, kept: np.ndarray, colours: np.nd
                 png = run.cutout_png(image, index)
                 mark = "border:3px solid #1F2430;" if index == selected else ""
                 with col:
-                    st.html(f"<div style='height:6px;border-radius:3px;{mark}"
-                            f"background:{hex_colour(colours[i])}'></div>")
-                    st.image(png, caption=label_text(name, scores[i])
-                             + (" ◀ inspected" if index == selected else ""))
+                    st.html(f"<div aria-hidden='true' style='height:6px;border-radius:3px;"
+                            f"{mark}background:{hex_colour(colours[i])}'></div>")
+                    st.image(png, caption=label_text(name, scores[i], i + 1)
+                             + (" ◀ inspected" if index == selected else ""),
+                             alt=alt_text.cutout(name, i + 1, scores[i]))
                     # One flex row, not two columns: a slider move redraws every element.
                     with st.container(horizontal=True, gap="small"):
                         st.download_button(
@@ -302,9 +317,11 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
     annotated = draw_detections(
         image, shown, class_names, colors=colours, mask_alpha=view.mask_alpha,
         show_masks=view.show_masks, show_boxes=view.show_boxes,
-        show_labels=view.show_labels, show_outlines=view.show_outlines)
+        show_labels=view.show_labels, show_outlines=view.show_outlines,
+        numbers=np.arange(1, count + 1))
     stem = file_stem(picture_name)
 
+    st.header("Results", anchor="results")
     run_details(run.report, image, original_size)
     left, right = st.columns(2, gap="medium")
     with left:
@@ -314,13 +331,18 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
         st.html(f"<style>.st-key-original img {{width: 100% !important; height: {box}px "
                 "!important; object-fit: contain}</style>")
         with st.container(key="original"):
-            st.image(image, width="stretch")
+            st.image(image, width="stretch",
+                     alt=alt_text.photo(f"Original photo, {picture_name}", image.shape))
         st.caption(f"Original: {picture_name}")
     with right:
         clickable_overlay(highlighted(annotated, shown["masks"], position), shown, kept,
                           class_names,
                           f"{count} object{'s' * (count != 1)} at confidence "
-                          f"≥ {view.min_score:.2f}")
+                          f"≥ {view.min_score:.2f}",
+                          alt_text.annotated_photo(
+                              f"Annotated photo, {picture_name}",
+                              [class_name(class_names, c) for c in shown["class_ids"]],
+                              shown["scores"], threshold=view.min_score))
 
     # Downloads build their files only when clicked (and never rerun the page).
     with st.container(horizontal=True, key="downloads"):
@@ -352,6 +374,7 @@ def show_results(picture_name: str, image, original_size, run: StoredRun, view: 
     elif selected is not None:
         st.caption("The object you inspected is hidden by the current filters.")
     st.subheader(f"Objects ({count})")
+    st.caption(TABLE_HINT)
     objects_table(shown, run.areas[kept], colours, image.shape, class_names, kept, selected)
     st.subheader(f"Cut-outs ({count})")
     gallery(image, run, shown, kept, colours, class_names, selected, digest)

@@ -128,9 +128,10 @@ def test_upload_shows_table_gallery_downloads_and_slider_only_filters(
     assert (table["Mask area (%)"] <= 100).all() and (table["Mask area (px)"] >= 0).all()
     assert len(gallery_keys(at)) == min(at_default, GALLERY_LIMIT)
     captions = [c for img in at.image for c in img.captions]
-    cut_captions = [c for c in captions if re.fullmatch(r"[a-z][a-z ]* \d\.\d\d", c)]
-    assert len(cut_captions) == len(gallery_keys(at)), "each cut-out is captioned class + score"
-    assert cut_captions[0] == f"{table['Class'].iloc[0]} {table['Score'].iloc[0]:.2f}"
+    cut_captions = [c for c in captions if re.fullmatch(r"#\d+ [a-z][a-z ]* \d\.\d\d", c)]
+    assert len(cut_captions) == len(gallery_keys(at)), \
+        "each cut-out is captioned number + class + score"
+    assert cut_captions[0] == f"#1 {table['Class'].iloc[0]} {table['Score'].iloc[0]:.2f}"
     keys = {b.key for b in at.download_button}
     assert {"download_annotated", "download_zip", "download_json"} <= keys
     metrics = {m.label: m.value for m in at.metric}
@@ -188,6 +189,34 @@ def test_advanced_setting_reruns_network_once(app_env, photos, monkeypatch):
     assert len(calls) == before + 1
     assert calls[-1]["DETECTION_MAX_INSTANCES"] == 5
     assert object_count(at) <= 5
+
+
+def test_device_line_names_the_precision_and_advanced_runs_float32(app_env, photos,
+                                                                   monkeypatch):
+    from mrcnn.serve.backends import InProcessBackend
+    monkeypatch.setenv("MRCNN_PRECISION", "bf16")
+    calls = []
+    real_detect = InProcessBackend.detect
+    monkeypatch.setattr(InProcessBackend, "detect",
+                        lambda self, images, **s: calls.append(s) or real_detect(self, images, **s))
+
+    def device_line() -> str:
+        (line,) = [c.value for c in at.caption if c.value.startswith("Device:")]
+        return line
+
+    at = open_app()
+    at.file_uploader(key="uploads").set_value(
+        ("chelsea.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
+    at.run()
+    assert_healthy(at)
+    assert calls[-1]["precision"] == "bf16"
+    assert "· bfloat16**" in device_line()
+    before = len(calls)
+    at.toggle(key="full_precision").set_value(True)
+    at.run()
+    assert_healthy(at)
+    assert len(calls) == before + 1 and calls[-1]["precision"] == "fp32"
+    assert "· float32**" in device_line() and "bfloat16" not in device_line()
 
 
 def test_bad_uploads_get_specific_messages_and_app_keeps_working(app_env, photos):

@@ -4,13 +4,13 @@ One palette (:func:`palette`), one place that decides label text
 (:func:`label_text`), one blend rule (``(1 - alpha) * image + alpha *
 colour`` inside each mask), one outline rule (inner mask boundary with
 4-connectivity, as ``skimage.segmentation.find_boundaries(mode="inner")``).
-Colour ``i`` belongs to detection ``i`` everywhere: overlay, table, gallery.
+Colour ``i`` belongs to detection ``i`` everywhere: overlay, table, gallery; and since
+colour alone tells nobody apart who cannot see it, labels can carry the object's number.
 Masks may be matterport's ``(H, W, N)`` array or :class:`~mrcnn.results.CompactMasks`;
 either way only each mask's own rectangle is touched.
 """
 from __future__ import annotations
 
-import colorsys
 import functools
 import io
 
@@ -26,34 +26,39 @@ __all__ = ["BOX_THICKNESS", "cutout", "cutout_from_crop", "draw_detections", "in
            "label_text", "mask_crops", "palette", "to_png_bytes"]
 
 BOX_THICKNESS = 2
-_GOLDEN = 0.618033988749895
+#: Eight colours any two of which stay apart (CIEDE2000 >= 15) with normal colour vision
+#: and under full protanopia, deuteranopia and tritanopia (Machado et al. 2009), ordered so
+#: that neighbours differ most (>= 28). Chosen by a search over saturated colours. With
+#: the later rounds' shades, objects #i and #i+1 or #i+2 stay >= 23 apart and any eight
+#: consecutive ones >= 12 (``tests/test_colour_vision.py``).
+_BASE_COLOURS = ((255, 51, 119), (51, 255, 255), (51, 68, 255), (217, 165, 11),
+                 (178, 9, 23), (23, 9, 178), (89, 158, 255), (255, 255, 51))
+#: Each round of eight is a little darker than the last, so colours stay distinct.
+_ROUND_SHADES = (1.0, 0.97, 0.94, 0.91)
 
 
 def palette(n: int) -> np.ndarray:
     """``n`` distinct, saturated, deterministic colours, ``(n, 3) uint8``.
 
-    Hue advances by the golden ratio from a fixed start, so consecutive
-    colours are far apart and colour ``i`` never depends on ``n``.
-    Saturation and value alternate slightly to separate near-equal hues.
+    Colour ``i`` is base colour ``i % 8`` in the shade of round ``i // 8``, so it never
+    depends on ``n``; any eight consecutive objects can be told apart by people with
+    any of the common colour-vision deficiencies, and objects further apart (which
+    may share a hue) by their numbers.
     """
     n = int(n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    out = np.empty((n, 3), np.uint8)
-    for i in range(n):
-        hue = (0.08 + i * _GOLDEN) % 1.0
-        sat = (0.90, 0.75, 0.85)[i % 3]
-        val = (0.95, 0.85)[(i // 3) % 2]
-        r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
-        out[i] = (round(r * 255), round(g * 255), round(b * 255))
-    return out
+    index = np.arange(n)
+    base = np.asarray(_BASE_COLOURS, np.float64)[index % len(_BASE_COLOURS)]
+    shade = np.asarray(_ROUND_SHADES)[(index // len(_BASE_COLOURS)) % len(_ROUND_SHADES)]
+    return np.rint(base * shade[:, None]).astype(np.uint8).reshape(n, 3)
 
 
-def label_text(class_name: str, score: float | None = None) -> str:
-    """Caption for a detection, e.g. ``"person 0.98"``."""
-    if score is None:
-        return str(class_name)
-    return f"{class_name} {float(score):.2f}"
+def label_text(class_name: str, score: float | None = None, number: int | None = None) -> str:
+    """Caption for a detection, e.g. ``"person 0.98"``, or ``"#3 person 0.98"`` with its
+    ``number`` (the object's number in the table and the gallery)."""
+    text = str(class_name) if score is None else f"{class_name} {float(score):.2f}"
+    return text if number is None else f"#{int(number)} {text}"
 
 
 def inner_boundary(mask: np.ndarray) -> np.ndarray:
@@ -119,14 +124,15 @@ def mask_crops(masks, image_shape):
 def draw_detections(image, result: dict, class_names, *, colors=None,
                     mask_alpha: float = 0.5, show_masks: bool = True,
                     show_boxes: bool = True, show_labels: bool = True,
-                    show_outlines: bool = True) -> np.ndarray:
+                    show_outlines: bool = True, numbers=None) -> np.ndarray:
     """Draw masks, outlines, boxes and labels; return a new ``HxWx3 uint8``.
 
     Detection ``i`` uses ``colors[i]`` (default :func:`palette`). Inside a
     mask, ``out = round((1 - mask_alpha) * image + mask_alpha * colour)``;
     outline pixels (:func:`inner_boundary`) and 2-px boxes are painted in
     full colour; labels (:func:`label_text`) sit on a filled colour tag
-    above the box, moved inside the image when needed. Lower-scored
+    above the box, moved inside the image when needed; with ``numbers``
+    (one per detection) each label starts with its number, ``"#3 cup 0.91"``. Lower-scored
     detections are drawn first so the best one ends on top. The input image
     is never modified.
     """
@@ -191,16 +197,19 @@ def draw_detections(image, result: dict, class_names, *, colors=None,
                 out[y1c:y2c, max(x2 - t, x1c):x2] = colour
 
     if show_labels:
-        _draw_labels(out, rois, class_ids, scores, class_names, cols, order)
+        if numbers is not None and len(numbers) != n:
+            raise ValueError(f"{n} detections but {len(numbers)} numbers")
+        _draw_labels(out, rois, class_ids, scores, class_names, cols, order, numbers)
     return out
 
 
-def _draw_labels(out, rois, class_ids, scores, class_names, cols, order):
+def _draw_labels(out, rois, class_ids, scores, class_names, cols, order, numbers=None):
     height, width = out.shape[:2]
     size = _font_size(height, width)
     for i in order:
         text = label_text(class_name(class_names, class_ids[i]),
-                          None if scores is None else scores[i])
+                          None if scores is None else scores[i],
+                          None if numbers is None else numbers[i])
         tag = _label_tag(text, size, tuple(int(c) for c in cols[i]))
         tag_h, tag_w = tag.shape[:2]
         y1, x1, y2, x2 = (int(v) for v in rois[i])
