@@ -30,6 +30,20 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def timed_calls(calls: dict, runs: int, outputs: dict, times: dict) -> None:
+    """Each call's outputs and ``runs`` timed calls (after two warm-ups), alternated."""
+    for name, call in calls.items():
+        outputs[name] = call()
+        call()
+    for name in calls:
+        times[name] = []
+    for _ in range(runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -57,34 +71,31 @@ def main():
 
     def features_in(dtype):
         network = model.network.in_dtype(dtype)
-        return tf.function(lambda x: [network.features(x)[name] for name in FEATURES],
-                           input_signature=[spec])
+
+        def features(x):
+            stages = network.features(x)
+            return [stages[name] for name in FEATURES]
+        return tf.function(features, input_signature=[spec])
 
     tf_steps = {"fp32": features_in("float32"), "bf16": features_in("bfloat16")}
+    # TensorFlow first, then OpenVINO: each runtime's worker threads stay busy a while
+    # after a call, so calls of the two interleaved would slow each other down.
+    calls = {f"tensorflow_{m}": (lambda f=f: [t.numpy() for t in f(tf.constant(batch))])
+             for m, f in tf_steps.items()}
+    outputs, times = {}, {}
+    timed_calls(calls, args.runs, outputs, times)
     started = time.perf_counter()
     converted = ov.convert_model(tf_steps["fp32"].get_concrete_function())
     convert_s = time.perf_counter() - started
     core = ov.Core()
-    ov_steps = {}
+    calls = {}
     for mode, hint in (("fp32", "f32"), ("bf16", "bf16")):
         compiled = core.compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                         "PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
-        ov_steps[mode] = (lambda request=request: [
+        calls[f"openvino_{mode}"] = (lambda request=request: [
             np.array(t.data) for t in request.infer({0: batch}).values()])
-
-    calls = {f"tensorflow_{m}": (lambda f=f: [t.numpy() for t in f(tf.constant(batch))])
-             for m, f in tf_steps.items()}
-    calls.update({f"openvino_{m}": f for m, f in ov_steps.items()})
-    outputs = {name: call() for name, call in calls.items()}
-    for call in calls.values():
-        call()
-    times = {name: [] for name in calls}
-    for _ in range(args.runs):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
+    timed_calls(calls, args.runs, outputs, times)
     reference = outputs["tensorflow_fp32"]
     errors = {}
     for name, values in outputs.items():

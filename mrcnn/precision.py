@@ -9,11 +9,12 @@
   float32's range), their weights rounded from the float32 variables at each call;
   softmax, sigmoid, the small final dense layers, the proposal and detection layers,
   RoI Align and unmolding stay float32 (``mrcnn.folding``). On a CPU with AVX512_BF16
-  or AMX, oneDNN runs these convolutions about twice as fast.
+  or AMX, oneDNN runs these convolutions about twice as fast (``detect()`` at 1024 px:
+  1.89 s against 3.80 s on 2 Zen 4 cores).
 - ``fp16``: the same with float16; offered for GPUs only, never picked by ``auto``.
 - ``auto`` (default): ``bf16`` on a CPU with AVX512_BF16 or AMX when the network's
-  input has at least ``BF16_MIN_PIXELS`` pixels (below that the casts cost more than
-  they save: ``benchmarks/precision.py --crossover``), with oneDNN on; ``fp32``
+  input has at least ``BF16_MIN_PIXELS`` pixels (the smallest size measured to pay:
+  ``benchmarks/precision.py --crossover``), with oneDNN on; ``fp32``
   everywhere else, GPUs included (no reduced GPU precision has been measured to keep
   the answers here).
 
@@ -36,9 +37,11 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: How the app names each.
 LABELS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: ``auto`` runs bfloat16 from this many input pixels (the molded square's) up.
-#: Measured on 2 cores of an AMD EPYC Zen 4 (``benchmarks/precision.py --crossover``):
-#: bfloat16 was slower at 128 and 256 px and faster from 384 px (see README).
-BF16_MIN_PIXELS = 384 * 384
+#: Measured on 2 cores of an AMD EPYC Zen 4 (``benchmarks/precision.py --crossover``,
+#: COCO model): bfloat16 was faster at every size tried, 1.38x at 128 px (0.265 s
+#: against 0.365 s) up to 1.87x at 1024 px; the ResNet-50 shapes model at 128 px too.
+#: Below the smallest size measured, float32.
+BF16_MIN_PIXELS = 128 * 128
 
 
 def check_precision(value: str) -> str:

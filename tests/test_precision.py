@@ -21,7 +21,7 @@ ZEN4 = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"})
 SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16", "amx_int8"})
 NO_BF16 = frozenset({"avx2", "avx512f", "avx512_vnni"})    # e.g. Ice Lake, Zen 3
 CPU = "CPU (2 cores)"
-LARGE, SMALL = 1024 * 1024, 128 * 128
+LARGE, SMALL = 1024 * 1024, 64 * 64
 
 
 def test_auto_picks_bf16_only_on_a_cpu_with_it_and_a_large_enough_input():
