@@ -21,6 +21,11 @@
   :mod:`studio.lesson_network_ui`, :mod:`studio.lesson_heads_ui`,
   :mod:`studio.lesson_follow_ui`, :mod:`studio.lesson_what_if_ui`: the "How it works"
   page's sections.
+- :mod:`studio.video_ui`: the Video page's parts; :mod:`studio.video_run`: one visitor's
+  clip, frame by frame through the fair queue (no Streamlit).
+- :mod:`studio.alt_text`: every picture's alt text, from the data it shows (no
+  Streamlit); :mod:`studio.accessibility_ui`: what every page adds for screen readers
+  and keyboards (focus outline, text only screen readers read).
 - :mod:`studio.training_run`: the Train page's run in a low-priority child process;
   :mod:`studio.keras_cleanup`: keeps Streamlit's clean-up off TensorFlow's state.
 

@@ -61,3 +61,9 @@ KEY_RUN_ALL_BUNDLE = "bundle"
 #: The selection the follow section last matched, and the detection it follows (a widget).
 KEY_FOLLOW_SOURCE = "hiw_follow_source"
 KEY_FOLLOW_PICK = "hiw_follow_pick"
+
+# ---------------------------------------------------------------- Video page
+#: The visitor's clip analysis (studio.video_run.VideoJob), running or done.
+KEY_VIDEO_JOB = "_video_job"
+#: Digest -> path of the visitor's uploaded clip in its private temporary folder.
+KEY_VIDEO_UPLOADS = "_video_uploads"

@@ -67,6 +67,9 @@ class Limits:
     queued_per_address: int | None = None   # MRCNN_MAX_QUEUED_PER_ADDRESS: across all tabs
     queue_total: int = 200     # MRCNN_MAX_QUEUE_TOTAL: photos waiting, all visitors together
     public: bool = False       # MRCNN_PUBLIC
+    video_seconds: int = 60    # MRCNN_MAX_VIDEO_SECONDS: seconds of a clip analysed per run
+    video_frames: int = 300    # MRCNN_MAX_VIDEO_FRAMES: frames of a clip analysed per run
+    video_mb: int = 200        # MRCNN_MAX_VIDEO_MB: size of an uploaded clip
 
     @classmethod
     def read(cls) -> Limits:
@@ -81,4 +84,7 @@ class Limits:
                    queued_per_address=_int_setting("MRCNN_MAX_QUEUED_PER_ADDRESS",
                                                    8 if public else None),
                    queue_total=_int_setting("MRCNN_MAX_QUEUE_TOTAL", 60 if public else 200),
-                   public=public)
+                   public=public,
+                   video_seconds=_int_setting("MRCNN_MAX_VIDEO_SECONDS", 10 if public else 60),
+                   video_frames=_int_setting("MRCNN_MAX_VIDEO_FRAMES", 40 if public else 300),
+                   video_mb=_int_setting("MRCNN_MAX_VIDEO_MB", 50 if public else 200))

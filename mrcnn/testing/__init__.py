@@ -8,4 +8,5 @@
 - :mod:`mrcnn.testing.browser`: a real ``streamlit run`` and Chromium, for browser tests.
 - :mod:`mrcnn.testing.memory`: peak memory of a child process, for benchmarks.
 - :mod:`mrcnn.testing.machine`: the CPU's name, printed beside every figure.
+- :mod:`mrcnn.testing.mot`: tracking scores (IDF1, MOTA, ID switches) read by TrackEval.
 """
