@@ -206,8 +206,10 @@ FOCUSED = """() => { const e = document.activeElement;
                outline: style.outlineStyle, outlineWidth: parseFloat(style.outlineWidth)}; }"""
 
 
-def tab_to(page, wanted, presses: int = 150) -> dict:
-    """Press Tab until ``wanted(focused)`` holds for the focused element; returns it."""
+def tab_to(page, wanted, presses: int = 400) -> dict:
+    """Press Tab until ``wanted(focused)`` holds for the focused element; returns it.
+    The page has over a hundred stops with results (every cut-out's button); on a busy
+    machine an element may also appear only after a first lap."""
     for _ in range(presses):
         page.keyboard.press("Tab")
         focused = page.evaluate(FOCUSED)

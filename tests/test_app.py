@@ -204,9 +204,11 @@ def test_device_line_names_the_precision_and_advanced_runs_float32(app_env, phot
         (line,) = [c.value for c in at.caption if c.value.startswith("Device:")]
         return line
 
+    # a picture no other test runs: equal work is shared through the process's store, so
+    # a float32 run another test made of the same photo would be reused, not rerun
+    mirrored = np.ascontiguousarray(photos["chelsea"][::-1])
     at = open_app()
-    at.file_uploader(key="uploads").set_value(
-        ("chelsea.jpg", jpeg(photos["chelsea"]), "image/jpeg"))
+    at.file_uploader(key="uploads").set_value(("mirrored.jpg", jpeg(mirrored), "image/jpeg"))
     at.run()
     assert_healthy(at)
     assert calls[-1]["precision"] == "bf16"
