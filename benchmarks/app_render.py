@@ -38,7 +38,7 @@ from PIL import Image
 from mrcnn.classes import COCO_CLASS_NAMES
 from mrcnn.draw.overlay import cutout_from_crop, draw_detections, palette, to_png_bytes
 from mrcnn.results import filter_detections, mask_areas
-from mrcnn.testing.machine import cpu_name
+from mrcnn.testing.machine import cpu_name, timed_runs
 
 SIDE = 1024
 LOW_THRESHOLD = 0.1
@@ -57,12 +57,7 @@ def photo_1024() -> np.ndarray:
 
 
 def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 1)
+    return round(statistics.median(timed_runs(fn, repeats)) * 1000, 1)
 
 
 def gallery_pngs(image, shown) -> list[bytes]:

@@ -33,15 +33,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 
-from mrcnn.testing.machine import cpu_name
+from mrcnn.testing.machine import cpu_name, timed_runs
 
 
 def median_time(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+    times = timed_runs(fn, runs)
     return statistics.median(times), times
 
 

@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mrcnn.testing.machine import timed_runs
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODES = ("fp32", "bf16")
@@ -50,12 +52,7 @@ PUBLISHED = (
 
 
 def timed(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed_runs(fn, runs))
 
 
 def alternated(fns: dict, runs: int) -> dict:

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
-from mrcnn.testing.browser import CHROMIUM, ROOT, launch_chromium, streamlit_app
+from mrcnn.testing.browser import CHROMIUM, ROOT, launch_chromium, streamlit_app, wait_idle
 from mrcnn.testing.browser import RESULTS_SETTLED as SETTLED
 
 AXE = ROOT / "tests" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
@@ -44,27 +43,10 @@ RUN_AXE = """async (tags) => {
 }"""
 IMAGES_WITHOUT_ALT = """() => Array.from(document.querySelectorAll('img'))
   .filter(img => !img.hasAttribute('alt')).map(img => img.src.slice(0, 60))"""
-IDLE = """() => !document.querySelectorAll('[data-stale="true"]').length
-  && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')"""
 SAMPLE_BUTTON = ".st-key-sample-{} button"
 LESSON_LAST_HEADING = "9. What if…"
 HIGH_IMPACT = ("serious", "critical")
 SCHEMES = ("light", "dark")
-
-
-def wait_idle(page, timeout_s: float = 120, steady_s: float = 1.5) -> None:
-    """Wait until the page's script run has ended and stayed ended for ``steady_s``."""
-    deadline = time.monotonic() + timeout_s
-    since = None
-    while True:
-        if page.evaluate(IDLE):
-            since = since or time.monotonic()
-            if time.monotonic() - since >= steady_s:
-                return
-        else:
-            since = None
-        assert time.monotonic() < deadline, "the page did not finish its run"
-        page.wait_for_timeout(100)
 
 
 def audit(page) -> dict:
@@ -247,6 +229,7 @@ def test_keyboard_alone_runs_a_sample_and_inspects_an_object_from_the_table(brow
     assert found and found.group(1) == "3", title
     # The same object as the third cut-out, by its alt text.
     third = page.locator('.st-key-gallery img[alt*=" #3, score "]')
+    third.wait_for(timeout=60_000)
     assert third.count() == 1
     assert third.get_attribute("alt").startswith(f"cut-out of {found.group(2)} #3, score ")
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -116,44 +116,59 @@ def test_the_models_own_precision_and_the_environment(small_model, monkeypatch):
         MaskRCNN(small_model.config)
 
 
-def _unmatched(a: dict, b: dict, above: float, iou=0.5) -> int:
-    """How many of ``a``'s detections scoring ``above`` or more have no detection of the
-    same class in ``b`` at box IoU >= ``iou``."""
-    from mrcnn.box_ops import box_iou
-    sure = np.flatnonzero(a["scores"] >= above)
-    if not len(sure):
-        return 0
-    if not len(b["rois"]):
-        return len(sure)
-    overlaps = box_iou(a["rois"][sure].astype(float), b["rois"].astype(float))
-    same_class = a["class_ids"][sure][:, None] == b["class_ids"][None, :]
-    return int((~((overlaps >= iou) & same_class).any(axis=1)).sum())
+#: How many fp32 detections the bf16-vs-fp32 test wants clear of its threshold.
+SURE = 8
+
+
+def _lost(a: dict, b: dict, above: float, shape) -> int:
+    """How many of ``a``'s detections scoring ``above`` or more have less than half their
+    box covered by ``b``'s boxes of the same class: objects ``b`` does not find. Coverage,
+    not a one-to-one match: a young model finds one shape as several boxes that score
+    alike (1.0 each), and which of them survive the NMS is a near-tie that rounding can
+    tip either way; the shape is found either way."""
+    lost = 0
+    for i in np.flatnonzero(a["scores"] >= above):
+        covered = np.zeros(shape, bool)
+        for y1, x1, y2, x2 in b["rois"][b["class_ids"] == a["class_ids"][i]]:
+            covered[y1:y2, x1:x2] = True
+        y1, x1, y2, x2 = a["rois"][i]
+        lost += int(covered[y1:y2, x1:x2].mean() < 0.5) if y2 > y1 and x2 > x1 else 0
+    return lost
 
 
 def test_bf16_finds_the_same_objects_as_fp32_on_the_trained_shapes_model(
         trained_shapes_weights):
-    """Both ways: what one precision finds with a margin above the other's threshold
-    (scores move by bfloat16's rounding), the other finds too: same class, box IoU >= 0.5
-    (where two proposals nearly tie, rounding may let the other win the NMS: one box of
-    the 8 a 6-epoch model found moved so, at IoU 0.58). The CI's model is young, so the
-    threshold is low enough for it to find something."""
+    """Both ways: each object one precision finds with a margin above the threshold
+    (scores move by bfloat16's rounding), the other finds too, in the same class (see
+    :func:`_lost`). Measured on four CI-recipe checkpoints (epochs 1 to 4): 0 to 4 lost
+    (both ways) of 8 to 155 sure; a wrong answer (each picture's compared with the next
+    picture's) loses 5 of 8 and 105 of 89.
+
+    The threshold follows the model: the CI trains a young one, and its training is not
+    bit-reproducible (one run scored nothing above 0.4 on these pictures, another scored
+    plenty), so it is at most 0.3, and low enough for the model's ``SURE``-th best score
+    to clear it by the margin."""
     from mrcnn.config import config_from_path
     from mrcnn.model import MaskRCNN
     from mrcnn.training.shapes import shapes_dataset
     config = config_from_path("mrcnn.training.shapes:ShapesConfig")
     model = MaskRCNN(config, precision="fp32").load_weights(trained_shapes_weights)
     dataset = shapes_dataset(16, seed=1234)
-    threshold, margin = 0.3, 0.1
+    images = [dataset.load_image(image_id) for image_id in dataset.image_ids]
+    margin, most = 0.1, 0.3
+    scores = np.sort(np.concatenate([
+        model.detect([image], precision="fp32", DETECTION_MIN_CONFIDENCE=0.0)[0]["scores"]
+        for image in images]))[::-1]
+    assert len(scores) >= SURE, f"the trained model finds next to nothing: {scores}"
+    above = float(min(scores[SURE - 1], most + margin))     # "sure" from here up
+    threshold = max(above - margin, 0.0)
     sure = missed = 0
-    for image_id in dataset.image_ids:
-        image = dataset.load_image(image_id)
+    for image in images:
         exact = model.detect([image], precision="fp32", DETECTION_MIN_CONFIDENCE=threshold)[0]
         reduced = model.detect([image], precision="bf16", DETECTION_MIN_CONFIDENCE=threshold)[0]
         assert model.last_timings.precision == "bf16"
-        sure += int((exact["scores"] >= threshold + margin).sum())
-        missed += _unmatched(exact, reduced, threshold + margin)
-        missed += _unmatched(reduced, exact, threshold + margin)
-    assert sure >= 1, "the trained model finds something"
-    # The CI's 4-epoch model scores many near-equal proposals, so rounding may let another
-    # win the NMS (4 of 20 once); a broken bfloat16 path matches next to nothing.
-    assert missed <= max(2, sure // 4), (missed, sure)
+        sure += int((exact["scores"] >= above).sum())
+        missed += _lost(exact, reduced, above, image.shape[:2])
+        missed += _lost(reduced, exact, above, image.shape[:2])
+    assert sure >= SURE, (sure, threshold)
+    assert missed <= max(1, sure // 8), (missed, sure, threshold)

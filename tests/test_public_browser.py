@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mrcnn.testing.browser import CHROMIUM, launch_chromium, streamlit_app
+from mrcnn.testing.browser import CHROMIUM, launch_chromium, streamlit_app, wait_idle
 from mrcnn.testing.browser import RESULTS_SETTLED as SETTLED
 
 pytestmark = [pytest.mark.browser,
@@ -32,9 +32,6 @@ EXPORT_PANEL = '[data-testid="stExpander"]'
 TRACEBACK = '[data-testid="stException"]'
 SAMPLE_BUTTON = ".st-key-sample-{} button:visible"
 
-# No stale element and no "Running..." man in the corner: the script run has ended.
-IDLE = """() => !document.querySelectorAll('[data-stale="true"]').length
-  && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')"""
 # The original picture (left) and the annotated one (right, the Plotly figure's
 # background image) in the first row of results, in CSS pixels.
 PICTURE_BOXES = """() => {
@@ -53,22 +50,6 @@ PICTURE_BOXES = """() => {
 }"""
 #: How far apart (CSS px) the two pictures' top edges and heights may be.
 ALIGNMENT_SLACK_PX = 3
-
-
-def wait_idle(page, timeout_s: float = 60, steady_s: float = 1.5) -> None:
-    """Wait until the script run a widget started has ended: :data:`IDLE` holds for
-    ``steady_s`` in a row (the running icon shows a moment after the click)."""
-    deadline = time.monotonic() + timeout_s
-    since = None
-    while True:
-        if page.evaluate(IDLE):
-            since = since or time.monotonic()
-            if time.monotonic() - since >= steady_s:
-                return
-        else:
-            since = None
-        assert time.monotonic() < deadline, "the page did not finish its rerun"
-        page.wait_for_timeout(100)
 
 
 def choose_option(page, widget_key: str, option: str) -> None:
@@ -119,6 +100,7 @@ def test_export_panel_stays_open_while_formats_are_ticked(server, tmp_path):
             details = panel.locator("details")
             yolo = page.locator(".st-key-one_fmt_yolo")
             labelme = page.locator(".st-key-one_fmt_labelme")
+            panel.wait_for(timeout=60_000)    # it renders after the picture
             assert panel.count() == 1 and details.get_attribute("open") is None
             panel.get_by_text(EXPORT_PANEL_TITLE).click()
             yolo.wait_for(state="visible", timeout=30_000)

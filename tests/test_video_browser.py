@@ -65,7 +65,11 @@ def test_upload_a_clip_and_play_the_tracked_result_in_chromium(small_model, tmp_
             assert duration == pytest.approx(SECONDS, abs=0.25)
             heading = page.locator("h3", has_text="Tracks (").first.inner_text()
             assert int(heading.split("(")[1].rstrip(")")) == expected_tracks
-            assert page.locator('[data-testid="stException"]').count() == 0
+            # The cut-outs, the chart and the downloads arrive after the clip (a loaded
+            # machine may take seconds): wait for the last of them before counting.
+            page.get_by_role("button", name="Frames + annotations (ZIP)").wait_for(
+                timeout=120_000)
             assert page.get_by_role("button", name="Annotated clip (MP4)").count() == 1
+            assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()

@@ -7,6 +7,7 @@
 - :mod:`mrcnn.testing.compare`: two detection answers equal up to float32 rounding.
 - :mod:`mrcnn.testing.browser`: a real ``streamlit run`` and Chromium, for browser tests.
 - :mod:`mrcnn.testing.memory`: peak memory of a child process, for benchmarks.
-- :mod:`mrcnn.testing.machine`: the CPU's name, printed beside every figure.
+- :mod:`mrcnn.testing.machine`: the CPU's name, printed beside every figure, and
+  the timed runs whose median a benchmark quotes.
 - :mod:`mrcnn.testing.mot`: tracking scores (IDF1, MOTA, ID switches) read by TrackEval.
 """

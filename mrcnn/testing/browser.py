@@ -15,8 +15,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "RESULTS_SETTLED", "ROOT", "UPLOADER", "free_port",
-           "grow_to_content", "launch_chromium", "open_app", "streamlit_app"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "IDLE", "RESULTS_SETTLED", "ROOT", "UPLOADER",
+           "free_port", "grow_to_content", "launch_chromium", "open_app", "streamlit_app",
+           "wait_idle"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,6 +38,10 @@ RESULTS_SETTLED = """(threshold) => {
   const total = heading ? parseInt(heading.slice('Cut-outs ('.length)) : 0;
   return shown === Math.min(total, 40);
 }"""
+
+# No stale element and no "Running..." man in the corner: the script run has ended.
+IDLE = """() => !document.querySelectorAll('[data-stale="true"]').length
+  && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')"""
 
 
 def free_port() -> int:
@@ -113,3 +118,19 @@ def grow_to_content(page, width: int, rounds: int = 8, pause_ms: int = 1500) -> 
             return
         height = now
         page.set_viewport_size({"width": width, "height": int(height) + 40})
+
+
+def wait_idle(page, timeout_s: float = 120, steady_s: float = 1.5) -> None:
+    """Wait until the script run a widget started has ended: :data:`IDLE` holds for
+    ``steady_s`` in a row (the running icon shows a moment after the click)."""
+    deadline = time.monotonic() + timeout_s
+    since = None
+    while True:
+        if page.evaluate(IDLE):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= steady_s:
+                return
+        else:
+            since = None
+        assert time.monotonic() < deadline, "the page did not finish its run"
+        page.wait_for_timeout(100)

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import platform
+import time
 
-__all__ = ["cpu_name"]
+__all__ = ["cpu_name", "timed_runs"]
 
 
 def cpu_name() -> str:
@@ -25,3 +26,14 @@ def cpu_name() -> str:
     if "cpu family" in fields and "model" in fields:
         name += f" (family {fields['cpu family']}, model {fields['model']})"
     return name
+
+
+def timed_runs(fn, runs: int) -> list[float]:
+    """Seconds each of ``runs`` calls of ``fn()`` took, in order (warm the caller's way
+    first: the figures quoted are the median of these)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
