@@ -16,6 +16,12 @@ model build or the evaluation. ``--curve`` also evaluates every epoch's checkpoi
 afterwards (outside the timed part) and adds mAP against training minutes.
 
     python benchmarks/train_shapes.py [--epochs 30] [--steps 50] [--curve]
+
+``--occlusion`` draws shapes that overlap and hide each other (training, validation and
+evaluation), as in the video benchmark's clip; the JSON then also has the mAP on the
+usual pictures. ``--weights FILE`` starts from a trained shapes file (fine-tuning):
+
+    python benchmarks/train_shapes.py --occlusion --weights shapes.h5 --epochs 10
 """
 from __future__ import annotations
 
@@ -37,6 +43,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=CONFIG, help="module:Class (a ShapesConfig)")
     parser.add_argument("--init", choices=["scratch", "generated"], default="scratch")
+    parser.add_argument("--weights", default=None,
+                        help="start from this trained shapes file instead (fine-tuning)")
+    parser.add_argument("--occlusion", action="store_true",
+                        help="shapes overlap and hide each other (as in the video benchmark's "
+                             "clip): training, validation and evaluation images")
     parser.add_argument("--layers", default="all")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
@@ -72,10 +83,10 @@ def main():
     config = config_from_path(args.config, overrides)
     out = Path(args.out or tempfile.mkdtemp(prefix="train_shapes_"))
     size = config.IMAGE_MAX_DIM
-    val_set, eval_set = shapes_dataset(50, VAL_SEED, size), shapes_dataset(args.eval_images,
-                                                                          EVAL_SEED, size)
-    weights = None
-    if args.init == "generated":
+    val_set = shapes_dataset(50, VAL_SEED, size, args.occlusion)
+    eval_set = shapes_dataset(args.eval_images, EVAL_SEED, size, args.occlusion)
+    weights = args.weights
+    if args.init == "generated" and not weights:
         from mrcnn.testing.synthetic_weights import generate_model_weights
         builder = MaskRCNN(mode="training", config=config, model_dir=out)
         weights = generate_model_weights(builder.keras_model, out / "generated.h5", seed=args.seed)
@@ -83,7 +94,7 @@ def main():
     load = os.getloadavg()
     model, marks = train_shapes_from_scratch(
         config, out, args.epochs, args.low_lr_epochs, args.train_images, args.seed,
-        val_dataset=val_set, weights=weights)
+        val_dataset=val_set, weights=weights, occlusion=args.occlusion)
     train_minutes = marks[-1][1] / 60
     weights = marks[-1][0]
 
@@ -93,12 +104,18 @@ def main():
     result = {**{k: round(v, 4) for k, v in scores.items() if k.startswith("map")},
               "train_minutes": round(train_minutes, 2), "steps": args.epochs * args.steps,
               "images_seen": args.epochs * args.steps * config.BATCH_SIZE,
-              "epochs": args.epochs, "layers": args.layers, "init": args.init,
+              "epochs": args.epochs, "layers": args.layers,
+              "init": "weights" if args.weights else args.init,
               "learning_rate": config.LEARNING_RATE, "batch_size": config.BATCH_SIZE,
               "eval_images": args.eval_images, "detections": scores["detections"],
               "eval_seconds": round(evaluate_seconds, 1), "load_average_at_start": load,
               "cpu": cpu_name(), "cpus": os.cpu_count(), "overrides": args.set,
-              "weights": str(weights), "config": args.config}
+              "weights": str(weights), "config": args.config, "occlusion": args.occlusion,
+              "started_from": args.weights}
+    if args.occlusion:      # and on the usual pictures, where no shape hides another
+        plain = coco_map(model, shapes_dataset(args.eval_images, EVAL_SEED, size))
+        result["without_occlusion"] = {k: round(v, 4) for k, v in plain.items()
+                                       if k.startswith("map")}
     if args.curve:
         inference = MaskRCNN(config)
         curve = []

@@ -162,6 +162,41 @@ def test_shapes_are_seeded_non_touching_and_classed_in_order():
     assert seen == {1, 2, 3}
 
 
+def test_occluded_shapes_are_visible_parts_in_their_own_colours():
+    """``occlusion``: shapes overlap (as in the video benchmark's clip); each mask is the
+    visible part, in one colour of its own, and no shape is hidden past MIN_VISIBLE of the
+    smallest shape drawn (a triangle of half-height 10 px: 4 * 10**2 / sqrt(3) px)."""
+    from scipy import ndimage
+
+    from mrcnn.training.shapes import MIN_VISIBLE, shapes_dataset
+    smallest = 4 * 10**2 / np.sqrt(3)
+    touching = 0
+    for seed in range(60):
+        image, masks, class_ids = draw_shapes(np.random.default_rng([1, seed]), occlusion=True)
+        assert 1 <= len(class_ids) <= 4 and masks.shape[2] == len(class_ids)
+        assert not (masks.sum(axis=2) > 1).any()
+        colours = []
+        for i in range(len(class_ids)):
+            region = masks[:, :, i]
+            assert region.sum() >= MIN_VISIBLE * smallest - 8     # 8: rasterising
+            assert (image[region] == image[region][0]).all()
+            colours.append(tuple(image[region][0]))
+            near = ndimage.binary_dilation(region) & masks.any(axis=2) & ~region
+            touching += int(near.any())
+            for j in range(len(class_ids)):
+                if j != i and (near & masks[:, :, j]).any():
+                    assert tuple(image[masks[:, :, j]][0]) != colours[i]
+        # The last shape drawn is whole: its visible part is the full shape.
+        last = masks[:, :, -1]
+        rows, cols = np.nonzero(last)
+        fill = last.sum() / (np.ptp(rows) + 1) / (np.ptp(cols) + 1)
+        assert fill >= {1: 0.95, 2: 0.72, 3: 0.42}[int(class_ids[-1])]
+    assert touching >= 10, "shapes overlap in a good share of the pictures"
+    dataset = shapes_dataset(3, seed=1, occlusion=True)
+    np.testing.assert_array_equal(
+        dataset.load_image(2), draw_shapes(np.random.default_rng([1, 2]), occlusion=True)[0])
+
+
 def test_shapes_dataset_regenerates_each_image_from_its_seed():
     dataset = ShapesDataset()
     dataset.load_shapes(5, seed=3)

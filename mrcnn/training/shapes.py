@@ -73,19 +73,27 @@ def _colour(rng, far_from=(), distance=90):
     return 255 - np.asarray(far_from[0])
 
 
-def draw_shapes(rng, height=128, width=128, max_shapes=4, sizes=None):
+#: With ``occlusion``, the least share of each shape left visible by those drawn over it.
+MIN_VISIBLE = 0.4
+
+
+def draw_shapes(rng, height=128, width=128, max_shapes=4, sizes=None, occlusion=False):
     """One image: (image [H, W, 3] uint8, masks [H, W, N] bool, class_ids [N] int32).
 
     Shapes are drawn with ``rng`` only. ``sizes`` bounds the half-size r in pixels
     (square half-side, circle radius, half the triangle's height), by default 10-24
     pixels per 128 of the image's smaller side (matterport's shapes are 20-32);
     shapes keep a gap of 2 pixels between their boxes and stay inside the image.
+
+    With ``occlusion`` (the video's shapes cross each other), shapes may overlap: each
+    is drawn over those before it, each mask is the shape's visible part, and a shape
+    that would leave less than :data:`MIN_VISIBLE` of one already drawn is not drawn.
     """
     if sizes is None:
         sizes = (10 * min(height, width) / 128, 24 * min(height, width) / 128)
     background = rng.integers(0, 256, 3)
     image = np.broadcast_to(background.astype(np.uint8), (height, width, 3)).copy()
-    masks, class_ids, boxes = [], [], []
+    masks, class_ids, boxes, areas, colours = [], [], [], [], []
     wanted = int(rng.integers(1, max_shapes + 1))
     for _ in range(50 * wanted):
         if len(masks) == wanted:
@@ -95,8 +103,8 @@ def draw_shapes(rng, height=128, width=128, max_shapes=4, sizes=None):
         cy = float(rng.uniform(r + 1, height - r - 2))
         cx = float(rng.uniform(r * 1.2 + 1, width - r * 1.2 - 2))
         box = np.array([cy - r - 2, cx - 1.2 * r - 2, cy + r + 2, cx + 1.2 * r + 2])
-        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
-               for b in boxes):
+        if not occlusion and any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3]
+                                 and b[1] < box[3] for b in boxes):
             continue
         mask = np.zeros((height, width), bool)
         if class_id == 2:
@@ -106,7 +114,17 @@ def draw_shapes(rng, height=128, width=128, max_shapes=4, sizes=None):
             mask[skimage.draw.polygon(rows, cols, shape=(height, width))] = True
         if mask.sum() < 16:
             continue
-        image[mask] = _colour(rng, [background])
+        if occlusion:
+            left = [m & ~mask for m in masks]
+            if any(after.sum() < MIN_VISIBLE * area
+                   for after, area in zip(left, areas, strict=True)):
+                continue
+            masks = left
+            areas.append(int(mask.sum()))
+            colours.append(_colour(rng, [background, *colours]))
+            image[mask] = colours[-1]
+        else:
+            image[mask] = _colour(rng, [background])
         masks.append(mask)
         class_ids.append(class_id)
         boxes.append(box)
@@ -117,17 +135,17 @@ def draw_shapes(rng, height=128, width=128, max_shapes=4, sizes=None):
 class ShapesDataset(Dataset):
     """``count`` generated images; image i is drawn from the seed ``(seed, i)``."""
 
-    def load_shapes(self, count, height=128, width=128, seed=0):
+    def load_shapes(self, count, height=128, width=128, seed=0, occlusion=False):
         for class_id, name in enumerate(CLASS_NAMES[1:], start=1):
             self.add_class("shapes", class_id, name)
         for i in range(count):
             self.add_image("shapes", image_id=i, path=None, height=height, width=width,
-                           seed=(seed, i))
+                           seed=(seed, i), occlusion=bool(occlusion))
 
     def _draw(self, image_id):
         info = self.image_info[image_id]
         return draw_shapes(np.random.default_rng(list(info["seed"])), info["height"],
-                           info["width"])
+                           info["width"], occlusion=info.get("occlusion", False))
 
     def load_image(self, image_id):
         return self._draw(image_id)[0]
@@ -140,21 +158,24 @@ class ShapesDataset(Dataset):
         return f"shapes image seed={self.image_info[image_id]['seed']}"
 
 
-def shapes_dataset(count, seed, size=128) -> ShapesDataset:
-    """``count`` prepared ``size`` x ``size`` shapes images drawn from ``seed``."""
+def shapes_dataset(count, seed, size=128, occlusion=False) -> ShapesDataset:
+    """``count`` prepared ``size`` x ``size`` shapes images drawn from ``seed`` (shapes
+    overlapping each other with ``occlusion``: see :func:`draw_shapes`)."""
     dataset = ShapesDataset()
-    dataset.load_shapes(count, size, size, seed=seed)
+    dataset.load_shapes(count, size, size, seed=seed, occlusion=occlusion)
     dataset.prepare()
     return dataset
 
 
 def train_shapes_from_scratch(config, model_dir, epochs, low_lr_epochs=5, train_images=10000,
-                              seed=0, val_dataset=None, weights=None, callbacks=(), verbose=1):
+                              seed=0, val_dataset=None, weights=None, callbacks=(), verbose=1,
+                              occlusion=False):
     """The benchmark's recipe (``benchmarks/train_shapes.py``), for anyone who needs a
     trained shapes model: Keras' initialisers seeded by ``seed`` (or ``weights``), the
     BatchNorm statistics calibrated on 32 training images, all layers trained for
     ``epochs - low_lr_epochs`` epochs at LEARNING_RATE and the last ``low_lr_epochs``
-    at a tenth of it, on ``train_images`` images drawn from seed 1.
+    at a tenth of it, on ``train_images`` images drawn from seed 1 (with overlapping
+    shapes if ``occlusion``).
 
     Returns (model, marks): ``marks`` lists (what, seconds since the start) for the
     calibration and each epoch's checkpoint; the last one is the trained file.
@@ -166,7 +187,7 @@ def train_shapes_from_scratch(config, model_dir, epochs, low_lr_epochs=5, train_
     from mrcnn.model import MaskRCNN
     from mrcnn.training.calibration import calibrate_batchnorm
     from mrcnn.training.trainer import Trainer
-    train_set = shapes_dataset(train_images, 1, config.IMAGE_MAX_DIM)
+    train_set = shapes_dataset(train_images, 1, config.IMAGE_MAX_DIM, occlusion)
     keras.utils.set_random_seed(seed)
     model = MaskRCNN(mode="training", config=config, model_dir=model_dir)
     started = time.perf_counter()
