@@ -59,21 +59,31 @@ def video_job(queue, path, tmp_path, fps=10.0, session="a"):
                     total, request, ["BG", "square", "circle", "triangle"], tmp_path / "job")
 
 
+def wait_frames(job, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(job.frames) < count:
+        assert time.monotonic() < deadline, f"{len(job.frames)} of {count} frames came"
+        time.sleep(0.01)
+
+
+def wait_ended(job, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while job.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_another_visitors_photo_waits_for_one_frame_at_most(tmp_path):
     network = Network(seconds=0.05)
     queue = FairQueue(network)
     job = video_job(queue, clip(tmp_path), tmp_path).start()
-    while len(job.frames) < 3:
-        time.sleep(0.01)
+    wait_frames(job, 3)
     ran_before = len(network.ran)
     photo = queue.submit("b", "photo", "detect", {"image": np.zeros((96, 96, 3), np.uint8)},
                          address="address-b")
     photo.future.result(timeout=30)
     ran = network.ran[ran_before:]
     assert ran.index("b") <= 1, ran          # the frame in the network, then the photo
-    deadline = time.monotonic() + 60
-    while job.running and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_ended(job, 60)
     assert job.state == "done" and len(job.frames) == job.total == 20
     assert network.ran.count("a") == 20
 
@@ -93,12 +103,9 @@ def test_cancel_stops_after_the_frame_in_the_network_and_keeps_the_rest(tmp_path
     network = Network(seconds=0.1)
     queue = FairQueue(network)
     job = video_job(queue, clip(tmp_path), tmp_path).start()
-    while len(job.frames) < 2:
-        time.sleep(0.01)
+    wait_frames(job, 2)
     job.cancel()
-    deadline = time.monotonic() + 30
-    while job.running and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_ended(job, 30)
     assert job.state == "cancelled" and 2 <= len(job.frames) < job.total
     done = len(job.frames)
     time.sleep(0.5)
