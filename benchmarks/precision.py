@@ -21,8 +21,11 @@ In one process, on this machine's CPU:
   would pick float32.
 - **Crossover** (``--crossover``): ``detect()`` at 128 to 1024 px in each precision,
   the sizes where ``auto`` (``BF16_MIN_PIXELS``) switches.
+- **Ceiling** (``--ceiling``): the multiply-adds of one ``detect()`` at 1024 px, counted
+  from the traced graphs, against the rate of the model's largest convolution timed
+  alone in each precision: the least time this CPU could take for that many.
 
-    python benchmarks/precision.py [--runs 5] [--shapes-weights PATH] [--crossover]
+    python benchmarks/precision.py [--runs 5] [--shapes-weights PATH] [--crossover] [--ceiling]
 
 The last line is one JSON object.
 """
@@ -133,6 +136,53 @@ def profile(model, image, precision, runs) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
 
 
+def multiply_adds(model, side: int) -> dict:
+    """Billions of multiply-adds (GMAC), counted from the traced graphs' convolutions and
+    matrix products: the features step (backbone, FPN, RPN) on one ``side`` px picture,
+    the classifier on the inference RoIs, and the mask head for one detection."""
+    import tensorflow as tf
+    cfg, network = model.config, model.network
+    pool, mask_pool, channels = cfg.POOL_SIZE, cfg.MASK_POOL_SIZE, cfg.TOP_DOWN_PYRAMID_SIZE
+
+    def count(fn, shape) -> float:
+        graph = tf.function(fn).get_concrete_function(tf.TensorSpec(shape)).graph
+        total = 0
+        for op in graph.get_operations():
+            if op.type in ("Conv2D", "_FusedConv2D"):            # out * kh * kw * cin
+                kernel = op.inputs[1].shape
+                total += op.outputs[0].shape.num_elements() * kernel[0] * kernel[1] * kernel[2]
+            elif op.type == "Conv2DBackpropInput":             # in * kh * kw * cout
+                kernel = op.inputs[1].shape
+                total += op.inputs[2].shape.num_elements() * kernel[0] * kernel[1] * kernel[2]
+            elif op.type in ("MatMul", "_FusedMatMul"):
+                a = op.inputs[0].shape
+                total += op.outputs[0].shape.num_elements() * a[0 if op.get_attr(
+                    "transpose_a") else 1]
+        return total / 1e9
+    return {
+        "features": round(count(lambda x: network.features(x), [1, side, side, 3]), 1),
+        "classifier": round(count(lambda x: network.classifier_graph(x),
+                                  [1, cfg.POST_NMS_ROIS_INFERENCE, pool, pool, channels]), 1),
+        "mask_head_per_detection": round(count(lambda x: network.mask_graph(x),
+                                               [1, 1, mask_pool, mask_pool, channels]), 2),
+    }
+
+
+def best_rate(precision, runs) -> float:
+    """GMAC per second of the model's largest convolution alone (the RPN's shared 3x3,
+    256 -> 512 channels, on P2 of a 1024 px picture): what this CPU's oneDNN does at
+    best in ``precision``."""
+    import tensorflow as tf
+
+    from mrcnn.precision import DTYPES
+    dtype = DTYPES[precision]
+    x = tf.cast(tf.random.stateless_normal((1, 256, 256, 256), (1, 2)), dtype)
+    w = tf.cast(tf.random.stateless_normal((3, 3, 256, 512), (3, 4)), dtype)
+    conv = tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"))
+    conv(x, w).numpy()
+    return 256 * 256 * 9 * 256 * 512 / 1e9 / timed(lambda: conv(x, w).numpy(), runs)
+
+
 def bare_backbone(precision, runs) -> float:
     """Keras' ResNet-101 at 1024 px, in float32 or under the ``mixed_bfloat16`` policy."""
     import keras
@@ -195,6 +245,9 @@ def main():
     parser.add_argument("--no-accuracy", action="store_true", help="skip the shapes mAP")
     parser.add_argument("--crossover", action="store_true",
                         help="also time detect() from 128 to 1024 px in each precision")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also count detect()'s multiply-adds and time the largest "
+                             "convolution alone: the least time this CPU could take")
     args = parser.parse_args()
 
     import numpy as np
@@ -253,6 +306,18 @@ def main():
             sizes[side]["auto_picks"] = model.resolve_precision(side * side, "auto")
         figures["crossover_s"] = sizes
         figures["bf16_min_pixels"] = BF16_MIN_PIXELS
+    if args.ceiling:
+        model.load_weights(photo_weights)
+        macs = multiply_adds(model, 1024)
+        count = len(found["fp32"]["scores"])
+        total = macs["features"] + macs["classifier"] + count * macs["mask_head_per_detection"]
+        rates = {m: round(best_rate(m, args.runs), 1) for m in MODES}
+        figures["ceiling"] = {
+            "gmac": macs, "gmac_detect_at_0.7": round(total, 1), "detections": count,
+            "best_conv_gmac_per_s": rates,
+            "seconds_at_best_rate": {m: round(total / rates[m], 3) for m in MODES},
+            "share_of_best_rate_in_detect": {
+                m: round(total / rates[m] / figures["detect_s"][m], 2) for m in MODES}}
     figures["backbone_s"] = {m: bare_backbone(m, args.runs) for m in MODES}
     figures["speed_up"] = round(figures["detect_s"]["fp32"] / figures["detect_s"]["bf16"], 2)
     figures["crowded_ratio_to_backbone"] = {
