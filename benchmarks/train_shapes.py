@@ -17,11 +17,13 @@ afterwards (outside the timed part) and adds mAP against training minutes.
 
     python benchmarks/train_shapes.py [--epochs 30] [--steps 50] [--curve]
 
-``--occlusion`` draws shapes that overlap and hide each other (training, validation and
-evaluation), as in the video benchmark's clip; the JSON then also has the mAP on the
-usual pictures. ``--weights FILE`` starts from a trained shapes file (fine-tuning):
+``--pictures overlapping`` draws shapes that overlap and hide each other, and
+``--pictures clips`` takes frames of generated clips of crossing shapes (the video
+benchmark's generator, other seeds), for training, validation and evaluation; the JSON
+then also has the mAP on the usual pictures. ``--weights FILE`` starts from a trained
+shapes file (fine-tuning):
 
-    python benchmarks/train_shapes.py --occlusion --weights shapes.h5 --epochs 10
+    python benchmarks/train_shapes.py --pictures clips --weights shapes.h5 --epochs 20
 """
 from __future__ import annotations
 
@@ -45,9 +47,9 @@ def main():
     parser.add_argument("--init", choices=["scratch", "generated"], default="scratch")
     parser.add_argument("--weights", default=None,
                         help="start from this trained shapes file instead (fine-tuning)")
-    parser.add_argument("--occlusion", action="store_true",
-                        help="shapes overlap and hide each other (as in the video benchmark's "
-                             "clip): training, validation and evaluation images")
+    parser.add_argument("--pictures", choices=["apart", "overlapping", "clips"], default="apart",
+                        help="shapes apart (default), overlapping, or frames of generated "
+                             "clips: training, validation and evaluation pictures")
     parser.add_argument("--layers", default="all")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
@@ -83,8 +85,8 @@ def main():
     config = config_from_path(args.config, overrides)
     out = Path(args.out or tempfile.mkdtemp(prefix="train_shapes_"))
     size = config.IMAGE_MAX_DIM
-    val_set = shapes_dataset(50, VAL_SEED, size, args.occlusion)
-    eval_set = shapes_dataset(args.eval_images, EVAL_SEED, size, args.occlusion)
+    val_set = shapes_dataset(50, VAL_SEED, size, args.pictures)
+    eval_set = shapes_dataset(args.eval_images, EVAL_SEED, size, args.pictures)
     weights = args.weights
     if args.init == "generated" and not weights:
         from mrcnn.testing.synthetic_weights import generate_model_weights
@@ -94,7 +96,7 @@ def main():
     load = os.getloadavg()
     model, marks = train_shapes_from_scratch(
         config, out, args.epochs, args.low_lr_epochs, args.train_images, args.seed,
-        val_dataset=val_set, weights=weights, occlusion=args.occlusion)
+        val_dataset=val_set, weights=weights, pictures=args.pictures)
     train_minutes = marks[-1][1] / 60
     weights = marks[-1][0]
 
@@ -110,11 +112,11 @@ def main():
               "eval_images": args.eval_images, "detections": scores["detections"],
               "eval_seconds": round(evaluate_seconds, 1), "load_average_at_start": load,
               "cpu": cpu_name(), "cpus": os.cpu_count(), "overrides": args.set,
-              "weights": str(weights), "config": args.config, "occlusion": args.occlusion,
+              "weights": str(weights), "config": args.config, "pictures": args.pictures,
               "started_from": args.weights}
-    if args.occlusion:      # and on the usual pictures, where no shape hides another
+    if args.pictures != "apart":      # and on the usual pictures, shapes apart
         plain = coco_map(model, shapes_dataset(args.eval_images, EVAL_SEED, size))
-        result["without_occlusion"] = {k: round(v, 4) for k, v in plain.items()
+        result["on_apart_pictures"] = {k: round(v, 4) for k, v in plain.items()
                                        if k.startswith("map")}
     if args.curve:
         inference = MaskRCNN(config)

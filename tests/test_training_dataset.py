@@ -192,9 +192,35 @@ def test_occluded_shapes_are_visible_parts_in_their_own_colours():
         fill = last.sum() / (np.ptp(rows) + 1) / (np.ptp(cols) + 1)
         assert fill >= {1: 0.95, 2: 0.72, 3: 0.42}[int(class_ids[-1])]
     assert touching >= 10, "shapes overlap in a good share of the pictures"
-    dataset = shapes_dataset(3, seed=1, occlusion=True)
+    dataset = shapes_dataset(3, seed=1, pictures="overlapping")
     np.testing.assert_array_equal(
         dataset.load_image(2), draw_shapes(np.random.default_rng([1, 2]), occlusion=True)[0])
+
+
+def test_clip_frames_are_seeded_frames_of_crossing_shapes_with_their_visible_masks():
+    """``pictures="clips"``: each picture is one frame of a generated clip (3 to 5 shapes,
+    the video benchmark's generator), labelled with the shapes' visible masks."""
+    from mrcnn.training.shapes import ClipFramesDataset, shapes_dataset
+    dataset = shapes_dataset(12, seed=4, size=96, pictures="clips")
+    assert isinstance(dataset, ClipFramesDataset) and dataset.num_classes == 4
+    again = shapes_dataset(12, seed=4, size=96, pictures="clips")
+    counts = set()
+    for image_id in dataset.image_ids:
+        image = dataset.load_image(image_id)
+        masks, class_ids = dataset.load_mask(image_id)
+        np.testing.assert_array_equal(image, again.load_image(image_id))
+        assert image.shape == (96, 96, 3) and masks.shape[:2] == (96, 96)
+        assert masks.shape[2] == len(class_ids) <= 5 and set(class_ids) <= {1, 2, 3}
+        assert not (masks.sum(axis=2) > 1).any()
+        for i in range(len(class_ids)):
+            region = masks[:, :, i]
+            assert region.sum() >= 16 and (image[region] == image[region][0]).all()
+        counts.add(len(class_ids))
+    assert max(counts) >= 4, counts
+    assert not (shapes_dataset(1, seed=5, size=96, pictures="clips").load_image(0)
+                == dataset.load_image(0)).all()
+    with pytest.raises(ValueError, match="pictures must be one of"):
+        shapes_dataset(1, seed=0, pictures="stills")
 
 
 def test_shapes_dataset_regenerates_each_image_from_its_seed():

@@ -158,24 +158,79 @@ class ShapesDataset(Dataset):
         return f"shapes image seed={self.image_info[image_id]['seed']}"
 
 
-def shapes_dataset(count, seed, size=128, occlusion=False) -> ShapesDataset:
-    """``count`` prepared ``size`` x ``size`` shapes images drawn from ``seed`` (shapes
-    overlapping each other with ``occlusion``: see :func:`draw_shapes`)."""
-    dataset = ShapesDataset()
-    dataset.load_shapes(count, size, size, seed=seed, occlusion=occlusion)
+#: The clips :class:`ClipFramesDataset` takes its frames from: this long, at this rate.
+CLIP_SECONDS, CLIP_FPS = 4.0, 25.0
+
+
+class ClipFramesDataset(Dataset):
+    """``count`` frames of generated clips (:func:`mrcnn.video.samples.moving_shapes`, the
+    video benchmark's generator): frame i is one frame, at a random time, of a clip of 3
+    to 5 shapes crossing each other, all drawn from the seed ``(seed, i)``. Each mask is a
+    shape's visible part; shapes hidden down to under 16 pixels are not labelled."""
+
+    def load_frames(self, count, size=128, seed=0):
+        for class_id, name in enumerate(CLASS_NAMES[1:], start=1):
+            self.add_class("shapes", class_id, name)
+        for i in range(count):
+            self.add_image("shapes", image_id=i, path=None, height=size, width=size,
+                           seed=(seed, i))
+
+    def _draw(self, image_id):
+        from mrcnn.video.samples import moving_shapes
+        info = self.image_info[image_id]
+        rng = np.random.default_rng(list(info["seed"]))
+        clip_seed = int(rng.integers(0, 2**31))
+        shapes = int(rng.integers(3, 6))
+        frame = int(rng.integers(0, int(CLIP_SECONDS * CLIP_FPS)))
+        frames = moving_shapes(CLIP_SECONDS, CLIP_FPS, info["height"], shapes, clip_seed)
+        for _ in range(frame):
+            next(frames)
+        image, truth = next(frames)
+        kept = [shape for shape in truth if shape.mask.sum() >= 16]
+        masks = (np.stack([shape.mask for shape in kept], axis=2) if kept
+                 else np.zeros((*image.shape[:2], 0), bool))
+        return image, masks, np.array([shape.class_id for shape in kept], np.int32)
+
+    def load_image(self, image_id):
+        return self._draw(image_id)[0]
+
+    def load_mask(self, image_id):
+        _, masks, class_ids = self._draw(image_id)
+        return masks, class_ids
+
+    def image_reference(self, image_id):
+        return f"clip frame seed={self.image_info[image_id]['seed']}"
+
+
+#: What the shapes pictures look like: shapes apart (matterport's), overlapping and
+#: hiding each other (:func:`draw_shapes` with ``occlusion``), or frames of clips.
+PICTURES = ("apart", "overlapping", "clips")
+
+
+def shapes_dataset(count, seed, size=128, pictures="apart") -> Dataset:
+    """``count`` prepared ``size`` x ``size`` pictures drawn from ``seed``, of the kind
+    ``pictures`` names (:data:`PICTURES`)."""
+    if pictures not in PICTURES:
+        raise ValueError(f"pictures must be one of {', '.join(PICTURES)}, got {pictures!r}")
+    if pictures == "clips":
+        dataset = ClipFramesDataset()
+        dataset.load_frames(count, size, seed)
+    else:
+        dataset = ShapesDataset()
+        dataset.load_shapes(count, size, size, seed=seed, occlusion=pictures == "overlapping")
     dataset.prepare()
     return dataset
 
 
 def train_shapes_from_scratch(config, model_dir, epochs, low_lr_epochs=5, train_images=10000,
                               seed=0, val_dataset=None, weights=None, callbacks=(), verbose=1,
-                              occlusion=False):
+                              pictures="apart"):
     """The benchmark's recipe (``benchmarks/train_shapes.py``), for anyone who needs a
     trained shapes model: Keras' initialisers seeded by ``seed`` (or ``weights``), the
     BatchNorm statistics calibrated on 32 training images, all layers trained for
     ``epochs - low_lr_epochs`` epochs at LEARNING_RATE and the last ``low_lr_epochs``
-    at a tenth of it, on ``train_images`` images drawn from seed 1 (with overlapping
-    shapes if ``occlusion``).
+    at a tenth of it, on ``train_images`` pictures drawn from seed 1, of the kind
+    ``pictures`` names (see :func:`shapes_dataset`).
 
     Returns (model, marks): ``marks`` lists (what, seconds since the start) for the
     calibration and each epoch's checkpoint; the last one is the trained file.
@@ -187,7 +242,7 @@ def train_shapes_from_scratch(config, model_dir, epochs, low_lr_epochs=5, train_
     from mrcnn.model import MaskRCNN
     from mrcnn.training.calibration import calibrate_batchnorm
     from mrcnn.training.trainer import Trainer
-    train_set = shapes_dataset(train_images, 1, config.IMAGE_MAX_DIM, occlusion)
+    train_set = shapes_dataset(train_images, 1, config.IMAGE_MAX_DIM, pictures)
     keras.utils.set_random_seed(seed)
     model = MaskRCNN(mode="training", config=config, model_dir=model_dir)
     started = time.perf_counter()
