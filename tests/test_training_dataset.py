@@ -221,6 +221,16 @@ def test_clip_frames_are_seeded_frames_of_crossing_shapes_with_their_visible_mas
                 == dataset.load_image(0)).all()
     with pytest.raises(ValueError, match="pictures must be one of"):
         shapes_dataset(1, seed=0, pictures="stills")
+    # A frame is drawn alone: moving_shapes(first=k) starts with the clip's k-th frame.
+    from mrcnn.video.samples import moving_shapes
+    whole = list(moving_shapes(1.0, 10, 64, 4, seed=9))
+    tail = list(moving_shapes(1.0, 10, 64, 4, seed=9, first=7))
+    assert len(tail) == 3
+    for (image, truth), (same, again) in zip(whole[7:], tail, strict=True):
+        np.testing.assert_array_equal(image, same)
+        assert [(g.id, g.class_id) for g in truth] == [(g.id, g.class_id) for g in again]
+        for g, h in zip(truth, again, strict=True):
+            np.testing.assert_array_equal(g.mask, h.mask)
 
 
 def test_shapes_dataset_regenerates_each_image_from_its_seed():

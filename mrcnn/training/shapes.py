@@ -182,10 +182,8 @@ class ClipFramesDataset(Dataset):
         clip_seed = int(rng.integers(0, 2**31))
         shapes = int(rng.integers(3, 6))
         frame = int(rng.integers(0, int(CLIP_SECONDS * CLIP_FPS)))
-        frames = moving_shapes(CLIP_SECONDS, CLIP_FPS, info["height"], shapes, clip_seed)
-        for _ in range(frame):
-            next(frames)
-        image, truth = next(frames)
+        image, truth = next(moving_shapes(CLIP_SECONDS, CLIP_FPS, info["height"], shapes,
+                                          clip_seed, first=frame))
         kept = [shape for shape in truth if shape.mask.sum() >= 16]
         masks = (np.stack([shape.mask for shape in kept], axis=2) if kept
                  else np.zeros((*image.shape[:2], 0), bool))

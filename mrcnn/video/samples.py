@@ -64,12 +64,13 @@ def _bounce(position: float, low: float, high: float) -> float:
 
 
 def moving_shapes(seconds: float = 10.0, fps: float = 25.0, size: int = 256, count: int = 4,
-                  seed: int = 0, speed=(0.35, 0.8)) -> Iterator[tuple[np.ndarray,
-                                                                    list[GroundTruth]]]:
+                  seed: int = 0, speed=(0.35, 0.8), first: int = 0) -> Iterator[
+                      tuple[np.ndarray, list[GroundTruth]]]:
     """``(frame, ground truth)`` for each of ``seconds * fps`` frames of ``count`` shapes
     moving over a ``size`` x ``size`` picture. Shapes start spread around the centre and
     head across it, each at a ``speed`` between the two given (shares of the frame per
-    second), so their paths cross."""
+    second), so their paths cross. ``first`` skips the frames before it (nothing is drawn
+    for them; the frames from ``first`` on are the same)."""
     rng = np.random.default_rng(seed)
     background = rng.integers(0, 256, 3)
     colours, shapes = [], []
@@ -86,7 +87,7 @@ def moving_shapes(seconds: float = 10.0, fps: float = 25.0, size: int = 256, cou
         pace = rng.uniform(*speed) * size
         shapes.append((i % 3 + 1, r, start, pace * np.array([np.sin(heading),
                                                              np.cos(heading)])))
-    for frame_index in range(int(round(seconds * fps))):
+    for frame_index in range(int(first), int(round(seconds * fps))):
         t = frame_index / fps
         image = np.broadcast_to(background.astype(np.uint8), (size, size, 3)).copy()
         masks = []
