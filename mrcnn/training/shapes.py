@@ -162,18 +162,12 @@ class ShapesDataset(Dataset):
 CLIP_SECONDS, CLIP_FPS = 4.0, 25.0
 
 
-class ClipFramesDataset(Dataset):
+class ClipFramesDataset(ShapesDataset):
     """``count`` frames of generated clips (:func:`mrcnn.video.samples.moving_shapes`, the
-    video benchmark's generator): frame i is one frame, at a random time, of a clip of 3
-    to 5 shapes crossing each other, all drawn from the seed ``(seed, i)``. Each mask is a
-    shape's visible part; shapes hidden down to under 16 pixels are not labelled."""
-
-    def load_frames(self, count, size=128, seed=0):
-        for class_id, name in enumerate(CLASS_NAMES[1:], start=1):
-            self.add_class("shapes", class_id, name)
-        for i in range(count):
-            self.add_image("shapes", image_id=i, path=None, height=size, width=size,
-                           seed=(seed, i))
+    video benchmark's generator), loaded with ``load_shapes``: frame i is one frame, at a
+    random time, of a clip of 3 to 5 shapes crossing each other, all drawn from the seed
+    ``(seed, i)``. Each mask is a shape's visible part; shapes hidden down to under 16
+    pixels are not labelled."""
 
     def _draw(self, image_id):
         from mrcnn.video.samples import moving_shapes
@@ -189,16 +183,6 @@ class ClipFramesDataset(Dataset):
                  else np.zeros((*image.shape[:2], 0), bool))
         return image, masks, np.array([shape.class_id for shape in kept], np.int32)
 
-    def load_image(self, image_id):
-        return self._draw(image_id)[0]
-
-    def load_mask(self, image_id):
-        _, masks, class_ids = self._draw(image_id)
-        return masks, class_ids
-
-    def image_reference(self, image_id):
-        return f"clip frame seed={self.image_info[image_id]['seed']}"
-
 
 #: What the shapes pictures look like: shapes apart (matterport's), overlapping and
 #: hiding each other (:func:`draw_shapes` with ``occlusion``), or frames of clips.
@@ -210,12 +194,8 @@ def shapes_dataset(count, seed, size=128, pictures="apart") -> Dataset:
     ``pictures`` names (:data:`PICTURES`)."""
     if pictures not in PICTURES:
         raise ValueError(f"pictures must be one of {', '.join(PICTURES)}, got {pictures!r}")
-    if pictures == "clips":
-        dataset = ClipFramesDataset()
-        dataset.load_frames(count, size, seed)
-    else:
-        dataset = ShapesDataset()
-        dataset.load_shapes(count, size, size, seed=seed, occlusion=pictures == "overlapping")
+    dataset = ClipFramesDataset() if pictures == "clips" else ShapesDataset()
+    dataset.load_shapes(count, size, size, seed=seed, occlusion=pictures == "overlapping")
     dataset.prepare()
     return dataset
 
