@@ -42,12 +42,13 @@ VAL_SEED, EVAL_SEED = 2, 3        # training images: seed 1 (train_shapes_from_s
 
 
 def main():
+    from mrcnn.training.shapes import PICTURES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=CONFIG, help="module:Class (a ShapesConfig)")
     parser.add_argument("--init", choices=["scratch", "generated"], default="scratch")
     parser.add_argument("--weights", default=None,
                         help="start from this trained shapes file instead (fine-tuning)")
-    parser.add_argument("--pictures", choices=["apart", "overlapping", "clips"], default="apart",
+    parser.add_argument("--pictures", choices=PICTURES, default=PICTURES[0],
                         help="shapes apart (default), overlapping, or frames of generated "
                              "clips: training, validation and evaluation pictures")
     parser.add_argument("--layers", default="all")
